@@ -25,9 +25,21 @@ void fr_error_prefix(fr_error *err, const char *fmt, ...)
   va_start(ap, fmt);
   vsnprintf(prefix, sizeof(prefix), fmt, ap);
   va_end(ap);
+  /* Build "prefix: old" by hand: the old text may be cut at the end, never the context. */
   char old[sizeof(err->message)];
   memcpy(old, err->message, sizeof(old));
-  snprintf(err->message, sizeof(err->message), "%s: %s", prefix, old);
+  size_t n = strlen(prefix);
+  if (n > sizeof(err->message) - 3)
+    n = sizeof(err->message) - 3;
+  memcpy(err->message, prefix, n);
+  memcpy(err->message + n, ": ", 2);
+  n += 2;
+  size_t rest = sizeof(err->message) - 1 - n;
+  size_t old_len = strnlen(old, sizeof(old) - 1);
+  if (old_len > rest)
+    old_len = rest;
+  memcpy(err->message + n, old, old_len);
+  err->message[n + old_len] = '\0';
 }
 
 void fr_error_clear(fr_error *err)

@@ -58,6 +58,15 @@ typedef struct fr_model {
   char file_sha256[65];    /* hex SHA-256 of the model file it was loaded from ("" if built in memory) */
 } fr_model;
 
+/* Bounds every loader and importer enforces, so a hostile file cannot make
+ * the process allocate unbounded memory or overflow an int index. */
+#define FR_MODEL_MAX_LAYERS 1024
+#define FR_MODEL_MAX_DIM 16384               /* height or width of any activation */
+#define FR_MODEL_MAX_CHANNELS 65536
+#define FR_MODEL_MAX_KERNEL 64
+#define FR_MODEL_MAX_LAYER_ACTIVATION (64LL << 20) /* floats per image in one layer output */
+#define FR_MODEL_MAX_PARAMS (256LL << 20)    /* floats in all weights, biases, slopes */
+
 /* Number of floats in a layer's weight tensor. */
 int64_t fr_layer_weight_count(const fr_layer *layer);
 /* Multiply-accumulates per image for the whole model. */
@@ -65,6 +74,19 @@ int64_t fr_model_macs(const fr_model *model);
 /* Checks shapes, indices, padding and pointers; names the first bad layer. */
 int fr_model_validate(const fr_model *model, fr_error *err);
 void fr_model_free(fr_model *model); /* frees layers and arrays; the struct itself is the caller's */
+/* Floats in all weights, biases and slopes. */
+int64_t fr_model_param_count(const fr_model *model);
+/* Hex SHA-256 over every layer's weights, bias and slope (if any), in layer
+ * order, as little-endian float32: the identity of the numbers, whatever file
+ * they came in. */
+int fr_model_weights_sha256(const fr_model *model, char out[65], fr_error *err);
+/* Index of the layer with that name, or -1. */
+int fr_model_find_layer(const fr_model *model, const char *name);
+/* "conv"/"depthwise" and "none"/"prelu"/"relu"; parse returns -1 on an unknown name. */
+const char *fr_layer_kind_name(fr_layer_kind kind);
+const char *fr_activation_name(fr_activation act);
+int fr_layer_kind_parse(const char *s);
+int fr_activation_parse(const char *s);
 
 /* TFLite flatbuffer -> fr_model (worker/nn/tflite_import.c). Bounds-checked:
  * a corrupt, truncated or foreign file gets FR_ERR_FORMAT naming the file. */
@@ -72,9 +94,17 @@ int fr_model_import_tflite(const char *path, fr_model *out, fr_error *err);
 int fr_model_import_tflite_buffer(const uint8_t *data, size_t size, const char *name, fr_model *out,
                                   fr_error *err);
 
-/* HDF5 model file (worker/nn/model_file.c). */
+/* HDF5 model file (worker/nn/model_file.c, schema in docs/MODEL_FORMAT.md).
+ * save writes a temporary file next to path and renames it over path, so a
+ * crash never leaves a half-written model. The file carries a 512-byte user
+ * block with a SHA-256 of the HDF5 part; load checks it before HDF5 parses a
+ * single byte, then validates every attribute and dataset. */
 int fr_model_save(const fr_model *model, const char *path, fr_error *err);
 int fr_model_load(const char *path, fr_model *out, fr_error *err);
+/* Recomputes the user-block checksum after a deliberate in-place edit of a
+ * model file with HDF5 (e.g. adding an optional group); load rejects edited
+ * files that were not resealed. */
+int fr_model_file_seal(const char *path, fr_error *err);
 /* Human-readable summary of a model file (for `faceri model info`): attributes,
  * layer table, MACs, SHA-256s. */
 int fr_model_print_info(const char *path, FILE *out, fr_error *err);
