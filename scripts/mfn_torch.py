@@ -86,6 +86,36 @@ class TFConv(nn.Module):
         return x if self.act is None else self.act(x)
 
 
+class TFPool(nn.Module):
+    """MAX/AVERAGE_POOL_2D with TF SAME padding (padding never counts in the average)."""
+
+    def __init__(self, kind, o, in_shape):
+        super().__init__()
+        self.kind = kind
+        self.k = (o["filter_h"], o["filter_w"])
+        self.s = (o["stride_h"], o["stride_w"])
+        if o["padding"] == "SAME":
+            t, b = _same_pad(in_shape[1], self.k[0], self.s[0], 1)
+            l, r = _same_pad(in_shape[2], self.k[1], self.s[1], 1)
+        else:
+            t = b = l = r = 0
+        self.pad = (l, r, t, b) if (t or b or l or r) else None
+        self.act = _activation(o["fused_activation"])
+
+    def forward(self, x):
+        if self.kind == "MAX_POOL_2D":
+            if self.pad is not None:
+                x = F.pad(x, self.pad, value=float("-inf"))
+            y = F.max_pool2d(x, self.k, self.s)
+        elif self.pad is None:
+            y = F.avg_pool2d(x, self.k, self.s)
+        else:
+            ones = F.pad(torch.ones_like(x[:1, :1]), self.pad)
+            y = F.avg_pool2d(F.pad(x, self.pad), self.k, self.s) / \
+                F.avg_pool2d(ones, self.k, self.s)
+        return y if self.act is None else self.act(y)
+
+
 class TFLiteNet(nn.Module):
     """Executes one TFLite subgraph with torch ops.
 
@@ -145,6 +175,9 @@ class TFLiteNet(nn.Module):
                 self.layers[key] = self._build_conv(op, sg, const)
                 self.steps.append(("module", key, [op.inputs[0]], out, None))
             elif op.op == "FULLY_CONNECTED":
+                if op.options.get("keep_num_dims") or op.options.get("weights_format"):
+                    raise NotImplementedError(f"op {op.index} FULLY_CONNECTED: keep_num_dims "
+                                              "or shuffled weights")
                 w = const(op.inputs[1])
                 bias = const(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
                 lin = nn.Linear(w.shape[1], w.shape[0], bias=bias is not None)
@@ -154,7 +187,23 @@ class TFLiteNet(nn.Module):
                         lin.bias.copy_(torch.from_numpy(bias))
                 act = _activation(op.options.get("fused_activation"))
                 self.layers[key] = lin if act is None else nn.Sequential(lin, act)
+                # TFLite flattens a rank-4 input in NHWC order.
+                self.steps.append(("flatten", None, [op.inputs[0]], out, w.shape[1]))
+                self.steps.append(("module", key, [out], out, None))
+            elif op.op in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
+                self.layers[key] = TFPool(op.op, op.options, sg.tensors[op.inputs[0]].shape)
                 self.steps.append(("module", key, [op.inputs[0]], out, None))
+            elif op.op == "SOFTMAX":
+                beta = op.options.get("beta", 1.0)
+                self.steps.append(("softmax", None, [op.inputs[0]], out, beta))
+            elif op.op in ("SUM", "MEAN", "REDUCE_MAX", "REDUCE_MIN"):
+                axes = const(op.inputs[1])
+                if axes is None:
+                    raise NotImplementedError(f"op {op.index} {op.op}: non-constant axes")
+                rank = self.tensor_ranks[op.inputs[0]]
+                axes = sorted({int(a) % rank for a in axes.reshape(-1)})
+                self.steps.append(("reduce", op.op, [op.inputs[0]], out,
+                                   (axes, op.options.get("keep_dims", False))))
             elif op.op == "PRELU":
                 alpha = const(op.inputs[1])
                 if alpha is None:
@@ -167,10 +216,14 @@ class TFLiteNet(nn.Module):
             elif op.op in ("RELU", "RELU6", "RELU_N1_TO_1", "TANH"):
                 self.layers[key] = _activation(op.op)
                 self.steps.append(("module", key, [op.inputs[0]], out, None))
-            elif op.op in ("LOGISTIC", "ABS", "NEG", "SQRT", "RSQRT", "SQUARE"):
+            elif op.op in ("LOGISTIC", "ABS", "NEG", "SQRT", "RSQRT", "SQUARE", "EXP"):
                 self.steps.append(("unary", op.op, [op.inputs[0]], out, None))
             elif op.op in ("ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM"):
                 ins = [self._input_ref(i, sg, const, out) for i in op.inputs]
+                ranks = {self.tensor_ranks[i] for i in ins if not isinstance(i, tuple)}
+                if 4 in ranks and len(ranks) > 1:
+                    raise NotImplementedError(f"op {op.index} {op.op}: rank-4 operand "
+                                              "broadcast against a lower-rank tensor")
                 self.steps.append(("binary", op.op, ins, out,
                                    op.options.get("fused_activation", "NONE")))
             elif op.op in ("RESHAPE", "SQUEEZE"):
@@ -304,7 +357,16 @@ class TFLiteNet(nn.Module):
                 a = args[0]
                 y = {"LOGISTIC": torch.sigmoid, "ABS": torch.abs, "NEG": torch.neg,
                      "SQRT": torch.sqrt, "RSQRT": torch.rsqrt,
-                     "SQUARE": torch.square}[key](a)
+                     "SQUARE": torch.square, "EXP": torch.exp}[key](a)
+            elif kind == "flatten":
+                a = args[0]
+                if a.dim() == 4:
+                    a = a.permute(0, 2, 3, 1)
+                y = a.reshape(-1, extra)
+            elif kind == "softmax":
+                y = torch.softmax(args[0] * extra, dim=1 if args[0].dim() == 4 else -1)
+            elif kind == "reduce":
+                y = self._reduce(key, args[0], *extra)
             else:  # reshape: in TFLite (NHWC) order; the file's batch is fixed, ours is not
                 a = args[0]
                 if a.dim() == 4:
@@ -319,6 +381,21 @@ class TFLiteNet(nn.Module):
             if out in keep:
                 kept[out] = y
         return env, kept
+
+    @staticmethod
+    def _reduce(kind, a, axes, keep):
+        fn = {"SUM": torch.sum, "MEAN": torch.mean}.get(kind)
+        if a.dim() == 4:
+            if keep:
+                axes = [(0, 2, 3, 1)[d] for d in axes]  # NHWC axis -> our NCHW dim
+            else:
+                a = a.permute(0, 2, 3, 1)  # result is not rank 4: back to TFLite order
+        if fn is not None:
+            return fn(a, dim=axes, keepdim=keep)
+        y = a
+        for d in sorted(axes, reverse=True):
+            y = (y.amax if kind == "REDUCE_MAX" else y.amin)(dim=d, keepdim=keep)
+        return y
 
     def forward(self, x):
         env, _ = self._run(x)
@@ -420,7 +497,7 @@ def _model_from_args(args):
     dtype = torch.float64 if getattr(args, "float64", False) else torch.float32
     try:
         return build_model(args.tflite, dtype=dtype)
-    except tflite_parse.TFLiteError as e:
+    except (tflite_parse.TFLiteError, NotImplementedError) as e:
         raise SystemExit(f"error: {e}")
 
 
@@ -459,7 +536,7 @@ def cmd_dump(args):
         for p in dump_outputs(m, x, names, args.out_dir, args.batch):
             print(p)
     except KeyError as e:
-        raise SystemExit(f"error: {e}")
+        raise SystemExit(f"error: {e.args[0]}")
 
 
 def bench(tflite=None, batch=8, iters=20, warmup=3, threads=2, device="cpu", channels_last=True):

@@ -1,0 +1,23 @@
+#ifndef FACERI_MODEL_FILE_INTERNAL_H
+#define FACERI_MODEL_FILE_INTERNAL_H
+/* Internal: shared by model_file.c (save, seal) and model_file_load.c. */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "faceri/error.h"
+#include "faceri/model.h"
+
+/* The HDF5 part starts after a 512-byte user block that HDF5 itself ignores;
+ * it holds MAGIC and the SHA-256 of everything after it. */
+#define USERBLOCK 512
+#define MAGIC "faceri-model\n"
+/* Bound on a model file: all parameters as float32 plus generous metadata. */
+#define MAX_FILE_BYTES ((long long)FR_MODEL_MAX_PARAMS * 4 + (64LL << 20))
+
+int fr_mf_sha256_hex(const void *data, size_t size, char out[65]);
+/* Reads a whole file (at most MAX_FILE_BYTES); errors name the path. */
+int fr_mf_read_file(const char *path, uint8_t **data, size_t *size, fr_error *err);
+/* FR_ERR_FORMAT unless data starts with our user block and its SHA-256 matches. */
+int fr_mf_check_seal(const char *path, const uint8_t *data, size_t size, fr_error *err);
+
+#endif
