@@ -1,2 +1,49 @@
+/* faceri: recognizability-aware face embedding on Vulkan. */
 #include <stdio.h>
-int main(void) { puts("faceri"); return 0; }
+#include <string.h>
+
+#include "faceri/commands.h"
+
+static const char usage[] =
+    "usage: faceri COMMAND [OPTIONS]\n"
+    "\n"
+    "Face embeddings and recognizability on any Vulkan device.\n"
+    "\n"
+    "commands:\n"
+    "  embed     embed face images, folders or archives into an HDF5 file\n"
+    "  bench     measure images/s, per-layer times and device memory\n"
+    "  devices   list the Vulkan devices with their limits and memory\n"
+    "  model     import a model (model import) or describe one (model info)\n"
+    "\n"
+    "Run 'faceri COMMAND --help' for a command's options.\n"
+    "Exit codes: 0 success, 1 error, 2 usage error, 3 done but some items failed.\n"
+    "Environment: FACERI_DEVICE (index or name), FACERI_MODEL (default model file),\n"
+    "FACERI_LOG (debug|info|warn|error), FACERI_VALIDATION=1 (Vulkan validation layers).\n";
+
+int main(int argc, char **argv)
+{
+  fr_set_command_line(argc, argv);
+  if (argc < 2) {
+    fputs(usage, stderr);
+    return FR_EXIT_USAGE;
+  }
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+    fputs(usage, stdout);
+    return FR_EXIT_OK;
+  }
+  if (!strcmp(cmd, "--version")) {
+    printf("faceri %s\n", FACERI_VERSION);
+    return FR_EXIT_OK;
+  }
+  if (!strcmp(cmd, "embed"))
+    return fr_cmd_embed(argc - 1, argv + 1);
+  if (!strcmp(cmd, "bench"))
+    return fr_cmd_bench(argc - 1, argv + 1);
+  if (!strcmp(cmd, "devices"))
+    return fr_cmd_devices(argc - 1, argv + 1);
+  if (!strcmp(cmd, "model"))
+    return fr_cmd_model(argc - 1, argv + 1);
+  fprintf(stderr, "faceri: unknown command \"%s\"\n\n%s", cmd, usage);
+  return FR_EXIT_USAGE;
+}

@@ -1,0 +1,363 @@
+/* faceri embed: images, folders or archives in; one HDF5 row per item out. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "faceri/cli_util.h"
+#include "faceri/commands.h"
+#include "faceri/engine.h"
+#include "faceri/image.h"
+#include "faceri/input_source.h"
+#include "faceri/log.h"
+#include "faceri/model.h"
+#include "faceri/results_file.h"
+
+static const char usage[] =
+    "usage: faceri embed [OPTIONS] -o OUT.h5 INPUT...\n"
+    "       faceri embed [OPTIONS] -o OUT.h5 --input-raw FILE.f32 --shape N,H,W,C\n"
+    "\n"
+    "Embeds every image in the inputs (image files, folders, tar/tar.gz/zip archives;\n"
+    "JPEG, PNG, PGM/PPM) and writes /embedding [N,D] (L2-normalised), /norm, /key,\n"
+    "/label, /status, /error, /width, /height to OUT.h5 (docs/FORMAT.md).\n"
+    "A bad image is recorded as failed and the run goes on; non-images are skipped.\n"
+    "\n"
+    "options:\n"
+    "  -o, --output FILE      results file (required)\n"
+    "  -m, --model FILE       model file (default: $FACERI_MODEL or models/mobilefacenet.h5)\n"
+    "  -d, --device SEL       Vulkan device index or name substring (default: best)\n"
+    "  -b, --batch N          images per device batch (default 32)\n"
+    "      --crop X,Y,W,H     crop every image to this box before resizing\n"
+    "                         (deep-funneled LFW: 55,47,140,140)\n"
+    "      --input-raw FILE   raw float32 NHWC tensors, already normalised\n"
+    "      --shape N,H,W,C    shape of --input-raw (H,W,C must match the model)\n"
+    "      --json             print only the JSON summary on stdout (no progress)\n"
+    "  -h, --help             this text\n"
+    "\n"
+    "Exit codes: 0 all items embedded, 3 some items failed, 1 error, 2 usage.\n";
+
+typedef struct pending_row {
+  char *key, *label, *error;
+  fr_item_status status;
+  int width, height;
+  int batch_slot; /* index into the image batch, or -1 */
+} pending_row;
+
+typedef struct embed_job {
+  fr_model model;
+  fr_engine *engine;
+  fr_results_file *results;
+  int batch;
+  int crop[4], has_crop;
+  float *input;       /* batch x H x W x C */
+  float *embeddings;  /* batch x D */
+  float *norms;
+  int images_in_batch;
+  pending_row *rows;
+  int n_rows, cap_rows;
+  int64_t n_ok, n_failed, n_skipped;
+} embed_job;
+
+static char *dup_or_empty(const char *s) { return strdup(s ? s : ""); }
+
+static int push_row(embed_job *job, const char *key, const char *label, fr_item_status status, const char *error,
+                    int w, int h, int slot, fr_error *err)
+{
+  if (job->n_rows == job->cap_rows) {
+    int cap = job->cap_rows ? job->cap_rows * 2 : 64;
+    pending_row *grown = realloc(job->rows, (size_t)cap * sizeof(*grown));
+    if (!grown)
+      return fr_error_set(err, FR_ERR_NOMEM, "out of memory queueing results");
+    job->rows = grown;
+    job->cap_rows = cap;
+  }
+  pending_row *r = &job->rows[job->n_rows++];
+  r->key = dup_or_empty(key);
+  r->label = dup_or_empty(label);
+  r->error = dup_or_empty(error);
+  r->status = status;
+  r->width = w;
+  r->height = h;
+  r->batch_slot = slot;
+  if (!r->key || !r->label || !r->error)
+    return fr_error_set(err, FR_ERR_NOMEM, "out of memory queueing results");
+  if (status == FR_ITEM_FAILED)
+    fr_warn("%s", error);
+  return FR_OK;
+}
+
+/* Runs the device on the images gathered so far and writes every queued row in input order. */
+static int flush_rows(embed_job *job, fr_error *err)
+{
+  int rc = FR_OK;
+  if (job->images_in_batch > 0)
+    rc = fr_engine_run(job->engine, job->input, job->images_in_batch, job->embeddings, job->norms, NULL, err);
+  if (rc)
+    return rc;
+  int d = job->model.embedding_size;
+  fr_result_row *out = calloc((size_t)(job->n_rows ? job->n_rows : 1), sizeof(*out));
+  if (!out)
+    return fr_error_set(err, FR_ERR_NOMEM, "out of memory writing results");
+  for (int i = 0; i < job->n_rows; i++) {
+    pending_row *r = &job->rows[i];
+    int slot = r->batch_slot;
+    out[i] = (fr_result_row){.key = r->key, .label = r->label, .status = r->status, .error = r->error,
+                             .width = r->width, .height = r->height,
+                             .embedding = slot >= 0 ? job->embeddings + (size_t)slot * d : NULL,
+                             .norm = slot >= 0 ? job->norms[slot] : NAN};
+    job->n_ok += r->status == FR_ITEM_OK;
+    job->n_failed += r->status == FR_ITEM_FAILED;
+    job->n_skipped += r->status == FR_ITEM_SKIPPED;
+  }
+  rc = fr_results_append(job->results, out, job->n_rows, err);
+  free(out);
+  for (int i = 0; i < job->n_rows; i++) {
+    free(job->rows[i].key);
+    free(job->rows[i].label);
+    free(job->rows[i].error);
+  }
+  job->n_rows = 0;
+  job->images_in_batch = 0;
+  return rc;
+}
+
+/* Decode, crop, resize, normalise one item into the batch; failures become rows. */
+static int add_item(embed_job *job, const fr_input_item *item, fr_error *err)
+{
+  if (item->status != FR_OK)
+    return push_row(job, item->key, item->label, FR_ITEM_FAILED, item->error, 0, 0, -1, err);
+  if (!item->is_image) {
+    char why[256];
+    snprintf(why, sizeof(why), "%s: not an image (JPEG, PNG, PGM/PPM), skipped", item->key);
+    return push_row(job, item->key, item->label, FR_ITEM_SKIPPED, why, 0, 0, -1, err);
+  }
+  fr_image img = {0}, cropped = {0}, resized = {0};
+  fr_error item_err = {0};
+  const fr_model *m = &job->model;
+  int rc = fr_image_decode(item->bytes, item->size, item->key, &img, &item_err);
+  const fr_image *src = &img;
+  if (!rc && job->has_crop) {
+    rc = fr_image_crop(&img, job->crop[0], job->crop[1], job->crop[2], job->crop[3], &cropped, &item_err);
+    if (rc)
+      fr_error_prefix(&item_err, "%s", item->key);
+    src = &cropped;
+  }
+  if (!rc)
+    rc = fr_image_resize_bilinear(src, m->input_w, m->input_h, &resized, &item_err);
+  int slot = -1;
+  if (!rc) {
+    slot = job->images_in_batch++;
+    fr_image_to_tensor(&resized, m->mean, m->std,
+                       job->input + (size_t)slot * m->input_h * m->input_w * m->input_c);
+  }
+  rc = push_row(job, item->key, item->label, slot >= 0 ? FR_ITEM_OK : FR_ITEM_FAILED, slot >= 0 ? "" : item_err.message,
+                img.width, img.height, slot, err);
+  fr_image_free(&img);
+  fr_image_free(&cropped);
+  fr_image_free(&resized);
+  if (!rc && job->images_in_batch == job->batch)
+    rc = flush_rows(job, err);
+  return rc;
+}
+
+static int embed_inputs(embed_job *job, char **paths, int n_paths, int show_progress, fr_error *err)
+{
+  fr_input_source *src;
+  int rc = fr_input_source_open((const char *const *)paths, n_paths, &src, err);
+  if (rc)
+    return rc;
+  fr_progress progress;
+  if (show_progress)
+    fr_progress_start(&progress, "embed", 0);
+  int64_t seen = 0;
+  fr_input_item item;
+  for (;;) {
+    int got = fr_input_source_next(src, &item, err);
+    if (got < 0) {
+      rc = err && err->code ? (int)err->code : FR_ERR_IO;
+      break;
+    }
+    if (got == 0)
+      break;
+    rc = add_item(job, &item, err);
+    if (rc)
+      break;
+    if (show_progress)
+      fr_progress_update(&progress, ++seen);
+  }
+  /* Whatever was gathered before a fatal source error is still written. */
+  fr_error flush_err = {0};
+  int frc = flush_rows(job, &flush_err);
+  if (!rc && frc) {
+    rc = frc;
+    *err = flush_err;
+  }
+  if (show_progress)
+    fr_progress_finish(&progress);
+  fr_input_source_close(src);
+  return rc;
+}
+
+static int embed_raw(embed_job *job, const char *path, const long shape[4], fr_error *err)
+{
+  const fr_model *m = &job->model;
+  if (shape[1] != m->input_h || shape[2] != m->input_w || shape[3] != m->input_c)
+    return fr_error_set(err, FR_ERR_INVALID, "--shape %ld,%ld,%ld,%ld does not match the model input %dx%dx%d",
+                        shape[0], shape[1], shape[2], shape[3], m->input_h, m->input_w, m->input_c);
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return fr_error_set(err, FR_ERR_IO, "%s: cannot open", path);
+  size_t per = (size_t)m->input_h * m->input_w * m->input_c;
+  fseek(f, 0, SEEK_END);
+  long size = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  if (size < 0 || (uint64_t)size != (uint64_t)shape[0] * per * sizeof(float)) {
+    fclose(f);
+    return fr_error_set(err, FR_ERR_FORMAT, "%s: %ld bytes, but --shape says %ld images of %zu floats (%llu bytes)",
+                        path, size, shape[0], per, (unsigned long long)shape[0] * per * sizeof(float));
+  }
+  int rc = FR_OK;
+  for (long i = 0; i < shape[0] && !rc; i++) {
+    float *dst = job->input + (size_t)job->images_in_batch * per;
+    if (fread(dst, sizeof(float), per, f) != per) {
+      rc = fr_error_set(err, FR_ERR_IO, "%s: short read at image %ld", path, i);
+      break;
+    }
+    char key[1100];
+    snprintf(key, sizeof(key), "%s#%ld", path, i);
+    int slot = job->images_in_batch++;
+    rc = push_row(job, key, "", FR_ITEM_OK, "", m->input_w, m->input_h, slot, err);
+    if (!rc && job->images_in_batch == job->batch)
+      rc = flush_rows(job, err);
+  }
+  fclose(f);
+  if (!rc)
+    rc = flush_rows(job, err);
+  return rc;
+}
+
+int fr_cmd_embed(int argc, char **argv)
+{
+  const char *output = NULL, *model_path = NULL, *device = NULL, *raw = NULL, *shape_text = NULL;
+  long batch = 32, shape[4] = {0};
+  int json = 0;
+  embed_job job = {0};
+  fr_error err = {0};
+  static const struct option longopts[] = {
+      {"output", required_argument, 0, 'o'}, {"model", required_argument, 0, 'm'},
+      {"device", required_argument, 0, 'd'}, {"batch", required_argument, 0, 'b'},
+      {"crop", required_argument, 0, 'c'},   {"input-raw", required_argument, 0, 'r'},
+      {"shape", required_argument, 0, 's'},  {"json", no_argument, 0, 'j'},
+      {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+  int c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "o:m:d:b:h", longopts, NULL)) != -1) {
+    long crop[4];
+    switch (c) {
+    case 'o': output = optarg; break;
+    case 'm': model_path = optarg; break;
+    case 'd': device = optarg; break;
+    case 'b':
+      if (fr_parse_int("--batch", optarg, 1, 4096, &batch, &err))
+        goto usage_error;
+      break;
+    case 'c':
+      if (fr_parse_int_list("--crop", optarg, 4, crop, &err))
+        goto usage_error;
+      if (crop[0] < 0 || crop[1] < 0 || crop[2] <= 0 || crop[3] <= 0 || crop[2] > 65536 || crop[3] > 65536) {
+        fr_error_set(&err, FR_ERR_INVALID, "--crop %s: need X,Y >= 0 and W,H > 0", optarg);
+        goto usage_error;
+      }
+      for (int i = 0; i < 4; i++)
+        job.crop[i] = (int)crop[i];
+      job.has_crop = 1;
+      break;
+    case 'r': raw = optarg; break;
+    case 's': shape_text = optarg; break;
+    case 'j': json = 1; break;
+    case 'h': fputs(usage, stdout); return FR_EXIT_OK;
+    default: fputs(usage, stderr); return FR_EXIT_USAGE;
+    }
+  }
+  if (!output) {
+    fr_error_set(&err, FR_ERR_INVALID, "-o OUT.h5 is required");
+    goto usage_error;
+  }
+  if (raw) {
+    if (!shape_text || fr_parse_int_list("--shape", shape_text, 4, shape, &err) || shape[0] <= 0) {
+      if (!err.code)
+        fr_error_set(&err, FR_ERR_INVALID, "--input-raw needs --shape N,H,W,C with N > 0");
+      goto usage_error;
+    }
+    if (optind != argc) {
+      fr_error_set(&err, FR_ERR_INVALID, "give either INPUT... or --input-raw, not both");
+      goto usage_error;
+    }
+  } else if (optind >= argc) {
+    fr_error_set(&err, FR_ERR_INVALID, "no INPUT given");
+    goto usage_error;
+  }
+
+  job.batch = (int)batch;
+  if (!model_path)
+    model_path = fr_model_default_path();
+  double t0 = fr_now_seconds();
+  fr_vk_context *ctx = NULL;
+  int rc = fr_model_load(model_path, &job.model, &err);
+  fr_vk_options vopts = {.device = device, .validation = -1};
+  if (!rc)
+    rc = fr_vk_context_create(&vopts, &ctx, &err);
+  fr_engine_options eopts = {.max_batch = job.batch};
+  if (!rc)
+    rc = fr_engine_create(ctx, &job.model, &eopts, &job.engine, &err);
+  if (!rc) {
+    size_t per = (size_t)job.model.input_h * job.model.input_w * job.model.input_c;
+    job.input = malloc((size_t)job.batch * per * sizeof(float));
+    job.embeddings = malloc((size_t)job.batch * job.model.embedding_size * sizeof(float));
+    job.norms = malloc((size_t)job.batch * sizeof(float));
+    if (!job.input || !job.embeddings || !job.norms)
+      rc = fr_error_set(&err, FR_ERR_NOMEM, "out of memory for a batch of %d images", job.batch);
+  }
+  if (!rc) {
+    fr_results_meta meta = {.command_line = fr_command_line(), .model_path = model_path,
+                            .model_sha256 = job.model.file_sha256, .architecture = job.model.architecture,
+                            .device = fr_vk_context_device(ctx)->name, .embedding_size = job.model.embedding_size};
+    rc = fr_results_create(output, &meta, &job.results, &err);
+  }
+  if (!rc)
+    rc = raw ? embed_raw(&job, raw, shape, &err) : embed_inputs(&job, argv + optind, argc - optind, !json, &err);
+  int close_rc = FR_OK;
+  fr_error close_err = {0};
+  if (job.results)
+    close_rc = fr_results_close(job.results, rc == FR_OK, &close_err);
+  double seconds = fr_now_seconds() - t0;
+  if (rc)
+    fprintf(stderr, "faceri embed: %s\n", err.message);
+  else if (close_rc)
+    fprintf(stderr, "faceri embed: %s\n", close_err.message);
+  printf("{\"command\":\"embed\",\"output\":\"%s\",\"status\":\"%s\",\"items\":%lld,\"ok\":%lld,\"failed\":%lld,"
+         "\"skipped\":%lld,\"seconds\":%.3f,\"images_per_s\":%.2f,\"device\":\"%s\"}\n",
+         output, rc || close_rc ? "error" : "complete", (long long)(job.n_ok + job.n_failed + job.n_skipped),
+         (long long)job.n_ok, (long long)job.n_failed, (long long)job.n_skipped, seconds,
+         seconds > 0 ? (double)job.n_ok / seconds : 0.0, ctx ? fr_vk_context_device(ctx)->name : "");
+  for (int i = 0; i < job.n_rows; i++) {
+    free(job.rows[i].key);
+    free(job.rows[i].label);
+    free(job.rows[i].error);
+  }
+  free(job.rows);
+  free(job.input);
+  free(job.embeddings);
+  free(job.norms);
+  fr_engine_destroy(job.engine);
+  fr_vk_context_destroy(ctx);
+  fr_model_free(&job.model);
+  if (rc || close_rc)
+    return FR_EXIT_ERROR;
+  return job.n_failed ? FR_EXIT_PARTIAL : FR_EXIT_OK;
+
+usage_error:
+  fprintf(stderr, "faceri embed: %s\n\n%s", err.message, usage);
+  return FR_EXIT_USAGE;
+}

@@ -1,0 +1,312 @@
+/* The inference engine: a model's layers as recorded dispatches. */
+#include "faceri/engine.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "faceri/log.h"
+#include "faceri/ops.h"
+
+#define ALIGN 256u
+
+typedef struct layer_state {
+  fr_conv_params params; /* batch filled in at recording */
+  fr_vk_buffer weights, bias, slope;
+  int out_slot;          /* activation buffer holding this layer's output */
+  double total_ms;
+} layer_state;
+
+struct fr_engine {
+  fr_vk_context *ctx;
+  const fr_model *model;
+  fr_ops *ops;
+  int max_batch, chunk;
+  int timing;
+  int n_layers;
+  layer_state *layers;
+  int n_slots;
+  fr_vk_buffer *slots;
+  uint64_t *slot_bytes_per_image;
+  fr_vk_buffer input, embeddings, norms;
+  fr_vk_sequence *seq;
+  int recorded_batch;
+  uint64_t weight_bytes, activation_bytes;
+};
+
+static uint64_t round_up(uint64_t n, uint64_t m) { return (n + m - 1) / m * m; }
+
+static uint64_t layer_out_floats(const fr_layer *l) { return (uint64_t)l->out_h * l->out_w * l->out_c; }
+
+static int upload_floats(fr_engine *e, fr_vk_buffer *buf, const float *data, size_t n, fr_error *err)
+{
+  int rc = fr_vk_buffer_create(e->ctx, round_up(n * sizeof(float), 16), buf, err);
+  if (!rc)
+    rc = fr_vk_buffer_upload(e->ctx, buf, 0, data, n * sizeof(float), err);
+  if (!rc)
+    e->weight_bytes += buf->size;
+  return rc;
+}
+
+static int upload_layer(fr_engine *e, int i, fr_error *err)
+{
+  const fr_layer *l = &e->model->layers[i];
+  layer_state *s = &e->layers[i];
+  fr_conv_params_from_layer(l, 1, &s->params);
+  size_t wn = fr_ops_packed_weight_count(e->ops, &s->params);
+  size_t cn = fr_ops_packed_channel_count(&s->params);
+  float *packed = malloc((wn > cn ? wn : cn) * sizeof(float));
+  if (!packed)
+    return fr_error_set(err, FR_ERR_NOMEM, "layer %d (%s): out of memory packing weights", i, l->name);
+  fr_ops_pack_conv_weights(e->ops, &s->params, l->weights, packed);
+  int rc = upload_floats(e, &s->weights, packed, wn, err);
+  if (!rc) {
+    fr_ops_pack_channels(&s->params, l->bias, packed);
+    rc = upload_floats(e, &s->bias, packed, cn, err);
+  }
+  if (!rc && l->activation == FR_ACT_PRELU) {
+    fr_ops_pack_channels(&s->params, l->slope, packed);
+    rc = upload_floats(e, &s->slope, packed, cn, err);
+  }
+  free(packed);
+  if (rc)
+    fr_error_prefix(err, "uploading layer %d (%s)", i, l->name);
+  return rc;
+}
+
+/* Gives each layer output a slot, reusing a slot once every reader of its
+ * tensor has run: the network needs only a few live tensors at any time. */
+static int plan_slots(fr_engine *e, fr_error *err)
+{
+  const fr_model *m = e->model;
+  int n = m->n_layers;
+  int *last_use = malloc((size_t)n * sizeof(int));
+  int *slot_free_after = malloc((size_t)n * sizeof(int)); /* per slot: layer index after which it is free */
+  e->slot_bytes_per_image = calloc((size_t)n, sizeof(uint64_t));
+  if (!last_use || !slot_free_after || !e->slot_bytes_per_image) {
+    free(last_use);
+    free(slot_free_after);
+    return fr_error_set(err, FR_ERR_NOMEM, "planning activations: out of memory");
+  }
+  for (int i = 0; i < n; i++)
+    last_use[i] = i == m->output_layer ? n : i;
+  for (int i = 0; i < n; i++) {
+    const fr_layer *l = &m->layers[i];
+    if (l->input >= 0 && last_use[l->input] < i)
+      last_use[l->input] = i;
+    if (l->residual >= 0 && last_use[l->residual] < i)
+      last_use[l->residual] = i;
+  }
+  e->n_slots = 0;
+  for (int i = 0; i < n; i++) {
+    int slot = -1;
+    for (int s = 0; s < e->n_slots && slot < 0; s++)
+      if (slot_free_after[s] < i)
+        slot = s;
+    if (slot < 0)
+      slot = e->n_slots++;
+    slot_free_after[slot] = last_use[i];
+    e->layers[i].out_slot = slot;
+    uint64_t bytes = round_up(layer_out_floats(&m->layers[i]) * sizeof(float), ALIGN);
+    if (bytes > e->slot_bytes_per_image[slot])
+      e->slot_bytes_per_image[slot] = bytes;
+  }
+  free(last_use);
+  free(slot_free_after);
+  return FR_OK;
+}
+
+static int allocate_activations(fr_engine *e, fr_error *err)
+{
+  const fr_model *m = e->model;
+  const fr_vk_device_info *dev = fr_vk_context_device(e->ctx);
+  uint64_t input_bytes = (uint64_t)m->input_h * m->input_w * m->input_c * sizeof(float);
+  uint64_t largest = round_up(input_bytes, ALIGN);
+  for (int s = 0; s < e->n_slots; s++)
+    if (e->slot_bytes_per_image[s] > largest)
+      largest = e->slot_bytes_per_image[s];
+  uint64_t limit = dev->max_storage_buffer_range;
+  if (dev->has_texel_rgba32f && dev->max_texel_buffer_elements * 16 < limit)
+    limit = dev->max_texel_buffer_elements * 16;
+  uint64_t fit = limit / largest;
+  if (fit == 0)
+    return fr_error_set(err, FR_ERR_UNSUPPORTED, "one image needs a %llu-byte tensor, over the device's %llu-byte limit",
+                        (unsigned long long)largest, (unsigned long long)limit);
+  e->chunk = e->max_batch < (int)(fit < 4096 ? fit : 4096) ? e->max_batch : (int)(fit < 4096 ? fit : 4096);
+  e->slots = calloc((size_t)e->n_slots, sizeof(fr_vk_buffer));
+  if (!e->slots)
+    return fr_error_set(err, FR_ERR_NOMEM, "activations: out of memory");
+  int rc = FR_OK;
+  for (int s = 0; s < e->n_slots && !rc; s++) {
+    rc = fr_vk_buffer_create(e->ctx, e->slot_bytes_per_image[s] * (uint64_t)e->chunk, &e->slots[s], err);
+    e->activation_bytes += e->slot_bytes_per_image[s] * (uint64_t)e->chunk;
+  }
+  uint64_t d = (uint64_t)m->embedding_size;
+  if (!rc)
+    rc = fr_vk_buffer_create(e->ctx, round_up(input_bytes * (uint64_t)e->chunk, 16), &e->input, err);
+  if (!rc)
+    rc = fr_vk_buffer_create(e->ctx, round_up(d * sizeof(float) * (uint64_t)e->chunk, 16), &e->embeddings, err);
+  if (!rc)
+    rc = fr_vk_buffer_create(e->ctx, round_up(sizeof(float) * (uint64_t)e->chunk, 16), &e->norms, err);
+  e->activation_bytes += e->input.size + e->embeddings.size + e->norms.size;
+  if (rc)
+    fr_error_prefix(err, "allocating activations for %d images", e->chunk);
+  return rc;
+}
+
+static fr_vk_arg whole(const fr_vk_buffer *b) { return (fr_vk_arg){b, 0, 0}; }
+
+static int record(fr_engine *e, int batch, fr_error *err)
+{
+  const fr_model *m = e->model;
+  int rc = fr_vk_sequence_begin(e->seq, err);
+  for (int i = 0; i < m->n_layers && !rc; i++) {
+    const fr_layer *l = &m->layers[i];
+    layer_state *s = &e->layers[i];
+    s->params.batch = batch;
+    fr_vk_arg input = l->input == FR_LAYER_INPUT ? whole(&e->input) : whole(&e->slots[e->layers[l->input].out_slot]);
+    fr_vk_arg out = whole(&e->slots[s->out_slot]);
+    fr_vk_arg residual = out;
+    if (l->residual == FR_LAYER_INPUT)
+      residual = whole(&e->input);
+    else if (l->residual >= 0)
+      residual = whole(&e->slots[e->layers[l->residual].out_slot]);
+    fr_vk_arg slope = l->activation == FR_ACT_PRELU ? whole(&s->slope) : whole(&s->bias);
+    rc = fr_ops_record_conv(e->ops, e->seq, &s->params, input, whole(&s->weights), whole(&s->bias), slope, residual,
+                            out, e->timing ? l->name : NULL, err);
+    if (rc)
+      fr_error_prefix(err, "recording layer %d (%s)", i, l->name);
+    fr_vk_sequence_barrier(e->seq);
+  }
+  if (!rc)
+    rc = fr_ops_record_l2norm(e->ops, e->seq, batch, m->embedding_size,
+                              whole(&e->slots[e->layers[m->output_layer].out_slot]), whole(&e->embeddings),
+                              whole(&e->norms), e->timing ? "l2norm" : NULL, err);
+  if (!rc)
+    rc = fr_vk_sequence_end(e->seq, err);
+  e->recorded_batch = rc ? 0 : batch;
+  return rc;
+}
+
+int fr_engine_create(fr_vk_context *ctx, const fr_model *model, const fr_engine_options *opts, fr_engine **out,
+                     fr_error *err)
+{
+  *out = NULL;
+  int rc = fr_model_validate(model, err);
+  if (rc)
+    return rc;
+  fr_engine *e = calloc(1, sizeof(*e));
+  if (!e)
+    return fr_error_set(err, FR_ERR_NOMEM, "engine: out of memory");
+  e->ctx = ctx;
+  e->model = model;
+  e->max_batch = opts && opts->max_batch > 0 ? opts->max_batch : 32;
+  e->timing = opts ? opts->timing : 0;
+  e->n_layers = model->n_layers;
+  e->layers = calloc((size_t)model->n_layers, sizeof(layer_state));
+  if (!e->layers) {
+    free(e);
+    return fr_error_set(err, FR_ERR_NOMEM, "engine: out of memory");
+  }
+  rc = fr_ops_create(ctx, &e->ops, err);
+  for (int i = 0; i < model->n_layers && !rc; i++)
+    rc = upload_layer(e, i, err);
+  if (!rc)
+    rc = plan_slots(e, err);
+  if (!rc)
+    rc = allocate_activations(e, err);
+  if (!rc)
+    rc = fr_vk_sequence_create(ctx, e->timing ? model->n_layers + 1 : 0, &e->seq, err);
+  if (rc) {
+    fr_engine_destroy(e);
+    return rc;
+  }
+  fr_debug("engine: %d layers, %d activation buffers, chunk %d images, weights %.1f MiB, activations %.1f MiB",
+           model->n_layers, e->n_slots, e->chunk, (double)e->weight_bytes / 1048576.0,
+           (double)e->activation_bytes / 1048576.0);
+  *out = e;
+  return FR_OK;
+}
+
+void fr_engine_destroy(fr_engine *e)
+{
+  if (!e)
+    return;
+  fr_vk_sequence_destroy(e->seq);
+  for (int i = 0; i < e->n_layers; i++) {
+    fr_vk_buffer_destroy(e->ctx, &e->layers[i].weights);
+    fr_vk_buffer_destroy(e->ctx, &e->layers[i].bias);
+    fr_vk_buffer_destroy(e->ctx, &e->layers[i].slope);
+  }
+  for (int s = 0; s < e->n_slots && e->slots; s++)
+    fr_vk_buffer_destroy(e->ctx, &e->slots[s]);
+  fr_vk_buffer_destroy(e->ctx, &e->input);
+  fr_vk_buffer_destroy(e->ctx, &e->embeddings);
+  fr_vk_buffer_destroy(e->ctx, &e->norms);
+  fr_ops_destroy(e->ops);
+  free(e->slots);
+  free(e->slot_bytes_per_image);
+  free(e->layers);
+  free(e);
+}
+
+int fr_engine_run(fr_engine *e, const float *input, int batch, float *embeddings, float *norms, float *raw,
+                  fr_error *err)
+{
+  const fr_model *m = e->model;
+  if (batch <= 0 || batch > e->max_batch)
+    return fr_error_set(err, FR_ERR_INVALID, "batch of %d images (the engine takes 1..%d)", batch, e->max_batch);
+  uint64_t per_image = (uint64_t)m->input_h * m->input_w * m->input_c;
+  uint64_t d = (uint64_t)m->embedding_size;
+  const fr_vk_buffer *raw_buf = &e->slots[e->layers[m->output_layer].out_slot];
+  for (int start = 0; start < batch; start += e->chunk) {
+    int n = batch - start < e->chunk ? batch - start : e->chunk;
+    int rc = FR_OK;
+    if (e->recorded_batch != n)
+      rc = record(e, n, err);
+    if (!rc)
+      rc = fr_vk_buffer_upload(e->ctx, &e->input, 0, input + (uint64_t)start * per_image,
+                               per_image * (uint64_t)n * sizeof(float), err);
+    if (!rc)
+      rc = fr_vk_sequence_run(e->seq, err);
+    if (!rc)
+      rc = fr_vk_buffer_download(e->ctx, &e->embeddings, 0, embeddings + (uint64_t)start * d,
+                                 d * (uint64_t)n * sizeof(float), err);
+    if (!rc && norms)
+      rc = fr_vk_buffer_download(e->ctx, &e->norms, 0, norms + start, (uint64_t)n * sizeof(float), err);
+    if (!rc && raw)
+      rc = fr_vk_buffer_download(e->ctx, raw_buf, 0, raw + (uint64_t)start * d, d * (uint64_t)n * sizeof(float), err);
+    if (rc) {
+      fr_error_prefix(err, "running images %d..%d", start, start + n - 1);
+      return rc;
+    }
+    if (e->timing) {
+      int count = fr_vk_sequence_timed_count(e->seq);
+      for (int i = 0; i < count && i < e->n_layers; i++) {
+        const char *label;
+        double ms;
+        if (fr_vk_sequence_timing(e->seq, i, &label, &ms) == FR_OK)
+          e->layers[i].total_ms += ms;
+      }
+    }
+  }
+  return FR_OK;
+}
+
+int fr_engine_chunk_size(const fr_engine *e) { return e->chunk; }
+uint64_t fr_engine_activation_bytes(const fr_engine *e) { return e->activation_bytes; }
+uint64_t fr_engine_weight_bytes(const fr_engine *e) { return e->weight_bytes; }
+int fr_engine_timing_count(const fr_engine *e) { return e->timing ? e->n_layers : 0; }
+
+void fr_engine_timing(const fr_engine *e, int i, const char **label, const char **kernel, double *total_ms)
+{
+  *label = e->model->layers[i].name;
+  *kernel = fr_ops_conv_kernel_name(e->ops, &e->layers[i].params);
+  *total_ms = e->layers[i].total_ms;
+}
+
+void fr_engine_reset_timings(fr_engine *e)
+{
+  for (int i = 0; i < e->n_layers; i++)
+    e->layers[i].total_ms = 0;
+}
