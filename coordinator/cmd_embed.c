@@ -8,7 +8,7 @@
 #include "faceri/cli_util.h"
 #include "faceri/commands.h"
 #include "faceri/engine.h"
-#include "faceri/image.h"
+#include "faceri/preprocess.h"
 #include "faceri/input_source.h"
 #include "faceri/log.h"
 #include "faceri/model.h"
@@ -49,7 +49,7 @@ typedef struct embed_job {
   fr_engine *engine;
   fr_results_file *results;
   int batch;
-  int crop[4], has_crop;
+  fr_preprocess pp;
   float *input;       /* batch x H x W x C */
   float *embeddings;  /* batch x D */
   float *norms;
@@ -132,30 +132,15 @@ static int add_item(embed_job *job, const fr_input_item *item, fr_error *err)
     snprintf(why, sizeof(why), "%s: not an image (JPEG, PNG, PGM/PPM), skipped", item->key);
     return push_row(job, item->key, item->label, FR_ITEM_SKIPPED, why, 0, 0, -1, err);
   }
-  fr_image img = {0}, cropped = {0}, resized = {0};
-  fr_error item_err = {0};
   const fr_model *m = &job->model;
-  int rc = fr_image_decode(item->bytes, item->size, item->key, &img, &item_err);
-  const fr_image *src = &img;
-  if (!rc && job->has_crop) {
-    rc = fr_image_crop(&img, job->crop[0], job->crop[1], job->crop[2], job->crop[3], &cropped, &item_err);
-    if (rc)
-      fr_error_prefix(&item_err, "%s", item->key);
-    src = &cropped;
-  }
-  if (!rc)
-    rc = fr_image_resize_bilinear(src, m->input_w, m->input_h, &resized, &item_err);
-  int slot = -1;
-  if (!rc) {
-    slot = job->images_in_batch++;
-    fr_image_to_tensor(&resized, m->mean, m->std,
-                       job->input + (size_t)slot * m->input_h * m->input_w * m->input_c);
-  }
-  rc = push_row(job, item->key, item->label, slot >= 0 ? FR_ITEM_OK : FR_ITEM_FAILED, slot >= 0 ? "" : item_err.message,
-                img.width, img.height, slot, err);
-  fr_image_free(&img);
-  fr_image_free(&cropped);
-  fr_image_free(&resized);
+  fr_error item_err = {0};
+  int slot = job->images_in_batch, w = 0, h = 0;
+  int failed = fr_preprocess_image(&job->pp, item->bytes, item->size, item->key,
+                                   job->input + (size_t)slot * m->input_h * m->input_w * m->input_c, &w, &h, &item_err);
+  if (!failed)
+    job->images_in_batch++;
+  int rc = push_row(job, item->key, item->label, failed ? FR_ITEM_FAILED : FR_ITEM_OK, failed ? item_err.message : "",
+                    w, h, failed ? -1 : slot, err);
   if (!rc && job->images_in_batch == job->batch)
     rc = flush_rows(job, err);
   return rc;
@@ -269,9 +254,11 @@ int fr_cmd_embed(int argc, char **argv)
         fr_error_set(&err, FR_ERR_INVALID, "--crop %s: need X,Y >= 0 and W,H > 0", optarg);
         goto usage_error;
       }
-      for (int i = 0; i < 4; i++)
-        job.crop[i] = (int)crop[i];
-      job.has_crop = 1;
+      job.pp.crop_x = (int)crop[0];
+      job.pp.crop_y = (int)crop[1];
+      job.pp.crop_w = (int)crop[2];
+      job.pp.crop_h = (int)crop[3];
+      job.pp.has_crop = 1;
       break;
     case 'r': raw = optarg; break;
     case 's': shape_text = optarg; break;
@@ -312,6 +299,12 @@ int fr_cmd_embed(int argc, char **argv)
   if (!rc)
     rc = fr_engine_create(ctx, &job.model, &eopts, &job.engine, &err);
   if (!rc) {
+    job.pp.input_w = job.model.input_w;
+    job.pp.input_h = job.model.input_h;
+    for (int i = 0; i < 3; i++) {
+      job.pp.mean[i] = job.model.mean[i];
+      job.pp.std[i] = job.model.std[i];
+    }
     size_t per = (size_t)job.model.input_h * job.model.input_w * job.model.input_c;
     job.input = malloc((size_t)job.batch * per * sizeof(float));
     job.embeddings = malloc((size_t)job.batch * job.model.embedding_size * sizeof(float));
