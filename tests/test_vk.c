@@ -108,6 +108,16 @@ static void test_dispatch_storage_and_texel(void)
   free(ho);
 }
 
+static void test_out_of_memory_is_an_error(void)
+{
+  fr_error err = {0};
+  fr_vk_buffer buf;
+  int rc = fr_vk_buffer_create(ctx, 1ull << 42, &buf, &err); /* 4 TiB */
+  CU_ASSERT(rc == FR_ERR_NOMEM || rc == FR_ERR_VULKAN || rc == FR_ERR_UNSUPPORTED);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "MiB"));
+  CU_ASSERT_PTR_NULL(buf.buffer);
+}
+
 static void test_unknown_shader(void)
 {
   fr_error err = {0};
@@ -136,6 +146,7 @@ int main(void)
   CU_add_test(s, "buffer round trip and range check", test_buffer_roundtrip_and_range);
   CU_add_test(s, "dispatch with storage and texel bindings", test_dispatch_storage_and_texel);
   CU_add_test(s, "unknown shader", test_unknown_shader);
+  CU_add_test(s, "out of device memory is an error", test_out_of_memory_is_an_error);
   CU_add_test(s, "no validation messages", test_no_validation_messages);
   int rc = test_run_all();
   fr_vk_context_destroy(ctx);

@@ -24,8 +24,11 @@ static int allocate_buffer(fr_vk_context *ctx, uint64_t size, VkBufferUsageFlags
                             .usage = usage,
                             .sharingMode = VK_SHARING_MODE_EXCLUSIVE};
   int rc = fr_vk_check(vkCreateBuffer(ctx->device, &bci, NULL, &out->buffer), "vkCreateBuffer", err);
-  if (rc)
+  if (rc) {
+    out->buffer = VK_NULL_HANDLE;
+    fr_error_prefix(err, "creating a %.1f MiB buffer", (double)size / 1048576.0);
     return rc;
+  }
   VkMemoryRequirements req;
   vkGetBufferMemoryRequirements(ctx->device, out->buffer, &req);
   const VkMemoryPropertyFlags host = VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
@@ -50,6 +53,14 @@ static int allocate_buffer(fr_vk_context *ctx, uint64_t size, VkBufferUsageFlags
     out->buffer = VK_NULL_HANDLE;
     return fr_error_set(err, FR_ERR_UNSUPPORTED, "no suitable memory type for a %llu-byte buffer",
                         (unsigned long long)size);
+  }
+  uint32_t heap = ctx->memory_props.memoryTypes[type].heapIndex;
+  if (req.size > ctx->memory_props.memoryHeaps[heap].size) {
+    /* Asking anyway is invalid usage; say plainly that it cannot fit. */
+    vkDestroyBuffer(ctx->device, out->buffer, NULL);
+    out->buffer = VK_NULL_HANDLE;
+    return fr_error_set(err, FR_ERR_NOMEM, "allocating %.1f MiB of device memory: larger than the device's %.1f MiB heap",
+                        (double)req.size / 1048576.0, (double)ctx->memory_props.memoryHeaps[heap].size / 1048576.0);
   }
   VkMemoryAllocateInfo mai = {.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO,
                               .allocationSize = req.size,
