@@ -13,7 +13,6 @@ CLI:         mfn_torch.py {info,embed,dump,bench} --help
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -544,7 +543,9 @@ def bench(tflite=None, batch=8, iters=20, warmup=3, threads=2, device="cpu", cha
     torch.set_num_threads(threads)
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda: torch has no CUDA device here")
-    m = build_model(tflite, channels_last=channels_last and device == "cpu", device=device)
+    if device == "cuda":
+        torch.backends.cudnn.benchmark = True
+    m = build_model(tflite, channels_last=channels_last, device=device)
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(batch, 112, 112, 3, generator=g) * 2 - 1).to(device)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
@@ -559,12 +560,15 @@ def bench(tflite=None, batch=8, iters=20, warmup=3, threads=2, device="cpu", cha
             sync()
             times.append(time.perf_counter() - t0)
     total = sum(times)
+    med = sorted(times)[len(times) // 2]
     return {"backend": f"torch-{torch.__version__}", "device": device,
             "threads": threads if device == "cpu" else None, "batch": batch, "iters": iters,
             "images_per_s": batch * iters / total,
+            "median_images_per_s": batch / med,
             "best_images_per_s": batch / min(times),
-            "median_ms_per_batch": 1000 * sorted(times)[len(times) // 2],
-            "ld_preload": os.environ.get("LD_PRELOAD", "")}
+            "median_ms_per_batch": 1000 * med,
+            "ld_preload": os.environ.get("LD_PRELOAD", ""),
+            "malloc_conf": os.environ.get("MALLOC_CONF", "")}
 
 
 def cmd_bench(args):
@@ -577,7 +581,7 @@ def cmd_bench(args):
         print(json.dumps(r))
     else:
         print(f"torch {r['device']} batch {r['batch']}: {r['images_per_s']:.1f} images/s "
-              f"(best {r['best_images_per_s']:.1f}, median {r['median_ms_per_batch']:.1f} ms/batch)")
+              f"(median {r['median_images_per_s']:.1f}, best {r['best_images_per_s']:.1f})")
 
 
 def main(argv=None):
