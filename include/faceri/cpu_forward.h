@@ -12,10 +12,11 @@
 int fr_cpu_forward(const fr_model *model, const float *input_nhwc, int batch, float *out_raw_embeddings,
                    fr_error *err);
 
-/* The same, and when capture_out is not NULL also copies layer capture_layer's
- * output (batch x out_h x out_w x out_c of that layer) into capture_out. */
+/* The same, and for every layer i with layer_outputs[i] != NULL also copies
+ * that layer's output (batch x out_h x out_w x out_c) there. layer_outputs is
+ * NULL or an array of model->n_layers pointers. */
 int fr_cpu_forward_capture(const fr_model *model, const float *input_nhwc, int batch, float *out_raw_embeddings,
-                           int capture_layer, float *capture_out, fr_error *err);
+                           float *const *layer_outputs, fr_error *err);
 
 /* One fused layer: out = act(conv(in) + bias) (+ residual when residual != NULL).
  * in: batch x in_h x in_w x in_c; residual and out: batch x out_h x out_w x out_c.

@@ -61,13 +61,11 @@ static size_t layer_floats(const fr_layer *l, int batch)
   return (size_t)batch * l->out_h * l->out_w * l->out_c;
 }
 
-int fr_cpu_forward_capture(const fr_model *m, const float *input, int batch, float *out, int capture_layer,
-                           float *capture_out, fr_error *err)
+int fr_cpu_forward_capture(const fr_model *m, const float *input, int batch, float *out,
+                           float *const *layer_outputs, fr_error *err)
 {
   if (!m || !input || !out || batch < 1)
     return fr_error_set(err, FR_ERR_INVALID, "CPU forward: NULL argument or batch %d", batch);
-  if (capture_out && (capture_layer < 0 || capture_layer >= m->n_layers))
-    return fr_error_set(err, FR_ERR_INVALID, "CPU forward: no layer %d to capture", capture_layer);
   int rc = fr_model_validate(m, err);
   if (rc)
     return rc;
@@ -98,8 +96,8 @@ int fr_cpu_forward_capture(const fr_model *m, const float *input, int batch, flo
     const float *src = l->input == FR_LAYER_INPUT ? input : acts[l->input];
     const float *res = l->residual == FR_NO_LAYER ? NULL : l->residual == FR_LAYER_INPUT ? input : acts[l->residual];
     fr_cpu_layer_forward(l, src, res, batch, acts[i]);
-    if (capture_out && i == capture_layer)
-      memcpy(capture_out, acts[i], layer_floats(l, batch) * sizeof(float));
+    if (layer_outputs && layer_outputs[i])
+      memcpy(layer_outputs[i], acts[i], layer_floats(l, batch) * sizeof(float));
     for (int j = 0; j <= i; j++)
       if (acts[j] && last_use[j] <= i) {
         free(acts[j]);
@@ -117,5 +115,5 @@ int fr_cpu_forward_capture(const fr_model *m, const float *input, int batch, flo
 
 int fr_cpu_forward(const fr_model *m, const float *input, int batch, float *out, fr_error *err)
 {
-  return fr_cpu_forward_capture(m, input, batch, out, -1, NULL, err);
+  return fr_cpu_forward_capture(m, input, batch, out, NULL, err);
 }

@@ -100,8 +100,11 @@ int fr_mf_check_seal(const char *path, const uint8_t *data, size_t size, fr_erro
   char want[65] = "", got[65];
   if (line)
     snprintf(want, sizeof(want), "%.64s", line + 8);
-  if (strlen(want) != 64)
-    return fr_error_set(err, FR_ERR_FORMAT, "%s: model file user block has no SHA-256", path);
+  char block[USERBLOCK];
+  format_userblock(block, want);
+  /* The block must be exactly what save writes, so no byte of the file escapes the check. */
+  if (strlen(want) != 64 || memcmp(block, data, USERBLOCK) != 0)
+    return fr_error_set(err, FR_ERR_FORMAT, "%s: model file user block is damaged", path);
   if (fr_mf_sha256_hex(data + USERBLOCK, size - USERBLOCK, got))
     return fr_error_set(err, FR_ERR_INTERNAL, "%s: OpenSSL SHA-256 failed", path);
   if (strcmp(want, got) != 0)
@@ -255,20 +258,23 @@ int fr_model_save(const fr_model *model, const char *path, fr_error *err)
     return rc;
   }
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  /* Not mkstemp: its 0600 mode would make model files private; H5F_ACC_EXCL
+   * gives the same no-clobber guarantee with the usual umask-derived mode. */
+  static unsigned counter;
   char tmp[4200];
-  if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(tmp))
+  if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld.%u", path, (long)getpid(), counter++) >= (int)sizeof(tmp))
     return fr_error_set(err, FR_ERR_INVALID, "%s: path too long", path);
-  int fd = mkstemp(tmp);
-  if (fd < 0)
-    return fr_error_set(err, FR_ERR_IO, "%s: cannot create a temporary file: %s", tmp, strerror(errno));
-  close(fd);
   writer w = {.path = path, .err = err};
   hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
   if (fcpl < 0 || H5Pset_userblock(fcpl, USERBLOCK) < 0)
     wfail(&w, "the", "file creation properties");
-  hid_t f = w.rc ? -1 : H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
-  if (!w.rc && f < 0)
-    wfail(&w, "the", "file (H5Fcreate failed)");
+  hid_t f = w.rc ? -1 : H5Fcreate(tmp, H5F_ACC_EXCL, fcpl, H5P_DEFAULT);
+  if (!w.rc && f < 0) {
+    if (fcpl >= 0)
+      H5Pclose(fcpl);
+    return fr_error_set(err, FR_ERR_IO, "%s: cannot create the temporary file %s (missing or read-only directory?)",
+                        path, tmp);
+  }
   if (f >= 0) {
     write_root(&w, f, model);
     hid_t layers = w.rc ? -1 : H5Gcreate2(f, "layers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
@@ -287,8 +293,8 @@ int fr_model_save(const fr_model *model, const char *path, fr_error *err)
     w.rc = fr_model_file_seal(tmp, err);
   if (!w.rc && rename(tmp, path) != 0)
     w.rc = fr_error_set(err, FR_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
-  if (w.rc)
-    unlink(tmp);
+  if (w.rc && f >= 0)
+    unlink(tmp); /* only a file this call created */
   return w.rc;
 }
 
