@@ -1,6 +1,7 @@
 /* faceri embed: images, folders or archives in; one HDF5 row per item out. */
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,8 @@ static const char usage[] =
     "                         (deep-funneled LFW: 55,47,140,140)\n"
     "      --input-raw FILE   raw float32 NHWC tensors, already normalised\n"
     "      --shape N,H,W,C    shape of --input-raw (H,W,C must match the model)\n"
+    "      --resume           continue an interrupted run into the same OUT.h5: rows of\n"
+    "                         committed shards are kept, the rest computed (same inputs)\n"
     "      --json             print only the JSON summary on stdout (no progress)\n"
     "  -h, --help             this text\n"
     "\n"
@@ -56,8 +59,22 @@ typedef struct embed_job {
   int images_in_batch;
   pending_row *rows;
   int n_rows, cap_rows;
+  int64_t next_index;   /* global index of the next item read */
+  int64_t first_pending; /* global index of rows[0] */
+  int64_t next_shard;
+  const char *device;
+  double batch_start;
   int64_t n_ok, n_failed, n_skipped;
 } embed_job;
+
+/* Fault injection for the crash-and-resume tests: FACERI_FAULT_KILL_AFTER_SHARDS=N
+ * kills the process (SIGKILL, no clean-up at all) right after the N-th commit. */
+static void fault_after_commit(int64_t committed)
+{
+  const char *v = getenv("FACERI_FAULT_KILL_AFTER_SHARDS");
+  if (v && *v && committed == strtoll(v, NULL, 10))
+    raise(SIGKILL);
+}
 
 static char *dup_or_empty(const char *s) { return strdup(s ? s : ""); }
 
@@ -95,8 +112,12 @@ static int flush_rows(embed_job *job, fr_error *err)
     rc = fr_engine_run(job->engine, job->input, job->images_in_batch, job->embeddings, job->norms, NULL, err);
   if (rc)
     return rc;
+  if (job->n_rows == 0) {
+    job->images_in_batch = 0;
+    return FR_OK;
+  }
   int d = job->model.embedding_size;
-  fr_result_row *out = calloc((size_t)(job->n_rows ? job->n_rows : 1), sizeof(*out));
+  fr_result_row *out = calloc((size_t)job->n_rows, sizeof(*out));
   if (!out)
     return fr_error_set(err, FR_ERR_NOMEM, "out of memory writing results");
   for (int i = 0; i < job->n_rows; i++) {
@@ -105,13 +126,23 @@ static int flush_rows(embed_job *job, fr_error *err)
     out[i] = (fr_result_row){.key = r->key, .label = r->label, .status = r->status, .error = r->error,
                              .width = r->width, .height = r->height,
                              .embedding = slot >= 0 ? job->embeddings + (size_t)slot * d : NULL,
-                             .norm = slot >= 0 ? job->norms[slot] : NAN};
+                             .norm = slot >= 0 ? job->norms[slot] : NAN, .ers = NAN, .ri = NAN};
     job->n_ok += r->status == FR_ITEM_OK;
     job->n_failed += r->status == FR_ITEM_FAILED;
     job->n_skipped += r->status == FR_ITEM_SKIPPED;
   }
-  rc = fr_results_append(job->results, out, job->n_rows, err);
+  /* Each flush is one shard of the results file: rows first, then the commit. */
+  fr_shard_record shard = {.id = job->next_shard, .first = job->first_pending, .count = job->n_rows, .attempts = 1,
+                           .worker = "embed", .device = job->device,
+                           .seconds = (float)(fr_now_seconds() - job->batch_start)};
+  rc = fr_results_write_items(job->results, job->first_pending, out, job->n_rows, job->next_shard, err);
+  if (!rc)
+    rc = fr_results_commit_shard(job->results, &shard, err);
   free(out);
+  job->next_shard++;
+  fault_after_commit(job->next_shard);
+  job->first_pending += job->n_rows;
+  job->batch_start = fr_now_seconds();
   for (int i = 0; i < job->n_rows; i++) {
     free(job->rows[i].key);
     free(job->rows[i].label);
@@ -125,6 +156,13 @@ static int flush_rows(embed_job *job, fr_error *err)
 /* Decode, crop, resize, normalise one item into the batch; failures become rows. */
 static int add_item(embed_job *job, const fr_input_item *item, fr_error *err)
 {
+  int64_t index = job->next_index++;
+  if (fr_results_is_committed(job->results, index)) {
+    /* Done by the interrupted run: flush what is pending so shards stay contiguous, then skip. */
+    int rc = flush_rows(job, err);
+    job->first_pending = index + 1;
+    return rc;
+  }
   if (item->status != FR_OK)
     return push_row(job, item->key, item->label, FR_ITEM_FAILED, item->error, 0, 0, -1, err);
   if (!item->is_image) {
@@ -209,6 +247,12 @@ static int embed_raw(embed_job *job, const char *path, const long shape[4], fr_e
       rc = fr_error_set(err, FR_ERR_IO, "%s: short read at image %ld", path, i);
       break;
     }
+    int64_t index = job->next_index++;
+    if (fr_results_is_committed(job->results, index)) {
+      rc = flush_rows(job, err);
+      job->first_pending = index + 1;
+      continue;
+    }
     char key[1100];
     snprintf(key, sizeof(key), "%s#%ld", path, i);
     int slot = job->images_in_batch++;
@@ -226,7 +270,7 @@ int fr_cmd_embed(int argc, char **argv)
 {
   const char *output = NULL, *model_path = NULL, *device = NULL, *raw = NULL, *shape_text = NULL;
   long batch = 32, shape[4] = {0};
-  int json = 0;
+  int json = 0, resume = 0;
   embed_job job = {0};
   fr_error err = {0};
   static const struct option longopts[] = {
@@ -234,6 +278,7 @@ int fr_cmd_embed(int argc, char **argv)
       {"device", required_argument, 0, 'd'}, {"batch", required_argument, 0, 'b'},
       {"crop", required_argument, 0, 'c'},   {"input-raw", required_argument, 0, 'r'},
       {"shape", required_argument, 0, 's'},  {"json", no_argument, 0, 'j'},
+      {"resume", no_argument, 0, 'R'},
       {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
   int c;
   optind = 1;
@@ -263,6 +308,7 @@ int fr_cmd_embed(int argc, char **argv)
     case 'r': raw = optarg; break;
     case 's': shape_text = optarg; break;
     case 'j': json = 1; break;
+    case 'R': resume = 1; break;
     case 'h': fputs(usage, stdout); return FR_EXIT_OK;
     default: fputs(usage, stderr); return FR_EXIT_USAGE;
     }
@@ -312,12 +358,24 @@ int fr_cmd_embed(int argc, char **argv)
     if (!job.input || !job.embeddings || !job.norms)
       rc = fr_error_set(&err, FR_ERR_NOMEM, "out of memory for a batch of %d images", job.batch);
   }
+  char **inputs = raw ? (char **)&raw : argv + optind;
+  int n_inputs = raw ? 1 : argc - optind;
+  fr_input_fingerprint *prints = calloc((size_t)n_inputs, sizeof(*prints));
+  if (!rc && !prints)
+    rc = fr_error_set(&err, FR_ERR_NOMEM, "out of memory");
+  for (int i = 0; i < n_inputs && !rc; i++)
+    rc = fr_fingerprint_input(inputs[i], &prints[i], &err);
   if (!rc) {
+    job.device = fr_vk_context_device(ctx)->name;
     fr_results_meta meta = {.command_line = fr_command_line(), .model_path = model_path,
                             .model_sha256 = job.model.file_sha256, .architecture = job.model.architecture,
-                            .device = fr_vk_context_device(ctx)->name, .embedding_size = job.model.embedding_size};
-    rc = fr_results_create(output, &meta, &job.results, &err);
+                            .device = job.device, .embedding_size = job.model.embedding_size,
+                            .n_inputs = n_inputs, .inputs = prints};
+    rc = resume ? fr_results_open_resume(output, &meta, &job.results, &err)
+                : fr_results_create(output, &meta, &job.results, &err);
+    job.batch_start = fr_now_seconds();
   }
+  free(prints);
   if (!rc)
     rc = raw ? embed_raw(&job, raw, shape, &err) : embed_inputs(&job, argv + optind, argc - optind, !json, &err);
   int close_rc = FR_OK;

@@ -1,4 +1,5 @@
-/* HDF5 results writer: extensible chunked datasets, flushed per batch. */
+/* HDF5 results writer, schema 2: rows at global item indices, a shard table
+ * that says which rows are durable, input fingerprints for --resume. */
 #include "faceri/results_file.h"
 
 #include <hdf5.h>
@@ -7,16 +8,32 @@
 #include <string.h>
 #include <time.h>
 
-#define CHUNK_ROWS 1024
+#include "results_hdf5.h"
+
+#define CHUNK_ROWS 4096
+
+typedef struct range {
+  int64_t first, count;
+} range;
 
 struct fr_results_file {
   char path[1024];
-  hid_t file;
-  hid_t str_type;
-  hid_t embedding, norm, key, label, status, error, width, height;
+  hid_t file, bytes_type, utf8_type;
+  hid_t key, label, status, error, width, height, shard, embedding, norm, ers, ri;
+  hid_t shard_id, shard_first, shard_count, shard_attempts, shard_state, shard_worker, shard_device, shard_seconds,
+      shard_reason;
+  hid_t label_names;
   int dim;
-  int64_t rows, n_ok, n_failed, n_skipped;
+  int64_t rows, n_shards, n_labels;
+  fr_label_map labels;
+  range *committed;
+  int n_committed, cap_committed;
 };
+
+static int fail(const fr_results_file *rf, const char *what, fr_error *err)
+{
+  return fr_error_set(err, FR_ERR_HDF5, "%s: HDF5 failed to %s", rf->path, what);
+}
 
 static void iso_time_now(char *buf, size_t n)
 {
@@ -26,114 +43,193 @@ static void iso_time_now(char *buf, size_t n)
   strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static int hdf5_fail(const fr_results_file *rf, const char *what, fr_error *err)
+/* ---- committed ranges ---- */
+
+static int add_committed(fr_results_file *rf, int64_t first, int64_t count)
 {
-  return fr_error_set(err, FR_ERR_HDF5, "%s: HDF5 failed to %s", rf->path, what);
+  if (rf->n_committed == rf->cap_committed) {
+    int cap = rf->cap_committed ? rf->cap_committed * 2 : 64;
+    range *grown = realloc(rf->committed, (size_t)cap * sizeof(range));
+    if (!grown)
+      return -1;
+    rf->committed = grown;
+    rf->cap_committed = cap;
+  }
+  /* Keep sorted by first: shards mostly commit in order, so insert from the end. */
+  int i = rf->n_committed;
+  while (i > 0 && rf->committed[i - 1].first > first) {
+    rf->committed[i] = rf->committed[i - 1];
+    i--;
+  }
+  rf->committed[i] = (range){first, count};
+  rf->n_committed++;
+  return 0;
 }
 
-static int set_string_attr(hid_t obj, const char *name, const char *value)
+int fr_results_committed_count(const fr_results_file *rf) { return rf->n_committed; }
+
+void fr_results_committed_range(const fr_results_file *rf, int i, int64_t *first, int64_t *count)
 {
-  hid_t type = H5Tcopy(H5T_C_S1);
-  if (type < 0)
-    return -1;
-  H5Tset_size(type, H5T_VARIABLE);
-  H5Tset_cset(type, H5T_CSET_UTF8);
-  hid_t space = H5Screate(H5S_SCALAR);
-  int rc = -1;
-  if (space >= 0) {
-    if (H5Aexists(obj, name) > 0)
-      H5Adelete(obj, name);
-    hid_t attr = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
-    if (attr >= 0) {
-      const char *v = value ? value : "";
-      rc = H5Awrite(attr, type, &v) < 0 ? -1 : 0;
-      H5Aclose(attr);
-    }
-    H5Sclose(space);
+  *first = rf->committed[i].first;
+  *count = rf->committed[i].count;
+}
+
+int fr_results_is_committed(const fr_results_file *rf, int64_t index)
+{
+  int lo = 0, hi = rf->n_committed;
+  while (lo < hi) {
+    int mid = (lo + hi) / 2;
+    if (rf->committed[mid].first + rf->committed[mid].count <= index)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
-  H5Tclose(type);
+  return lo < rf->n_committed && rf->committed[lo].first <= index;
+}
+
+/* ---- layout ---- */
+
+static int create_layout(fr_results_file *rf, const fr_results_meta *meta)
+{
+  hid_t f = rf->file;
+  int8_t pending = FR_ITEM_PENDING;
+  int32_t no_label = -1, zero = 0;
+  int64_t no_shard = -1;
+  float nan = NAN;
+  if (fr_h5_group(f, "items") < 0 || fr_h5_group(f, "quality") < 0 || fr_h5_group(f, "shards") < 0 ||
+      fr_h5_group(f, "labels") < 0 || fr_h5_group(f, "inputs") < 0)
+    return -1;
+  rf->key = fr_h5_create_rows(f, "items/key", rf->bytes_type, 0, CHUNK_ROWS, NULL,
+                              "item key: input path, or ARCHIVE:MEMBER; bytes as found (may be non-UTF-8)");
+  rf->label = fr_h5_create_rows(f, "items/label", H5T_STD_I32LE, 0, CHUNK_ROWS, &no_label,
+                                "index into /labels/name, -1 when the item has none");
+  rf->status = fr_h5_create_rows(f, "items/status", H5T_STD_I8LE, 0, CHUNK_ROWS, &pending,
+                                 "-1 pending, 0 ok, 1 failed (see /items/error), 2 skipped (not an image)");
+  rf->error = fr_h5_create_rows(f, "items/error", rf->utf8_type, 0, CHUNK_ROWS, NULL,
+                                "why the item failed or was skipped; empty when ok");
+  rf->width = fr_h5_create_rows(f, "items/width", H5T_STD_I32LE, 0, CHUNK_ROWS, &zero,
+                                "decoded image width before crop/resize, 0 when unknown");
+  rf->height = fr_h5_create_rows(f, "items/height", H5T_STD_I32LE, 0, CHUNK_ROWS, &zero,
+                                 "decoded image height before crop/resize, 0 when unknown");
+  rf->shard = fr_h5_create_rows(f, "items/shard", H5T_STD_I64LE, 0, CHUNK_ROWS, &no_shard,
+                                "id of the shard that wrote the row (-1: pending)");
+  rf->embedding = fr_h5_create_rows(f, "embedding", H5T_IEEE_F32LE, rf->dim, 256, &nan,
+                                    "L2-normalised embedding; NaN where status != 0");
+  rf->norm = fr_h5_create_rows(f, "quality/norm", H5T_IEEE_F32LE, 0, CHUNK_ROWS, &nan,
+                               "L2 norm of the raw embedding; NaN where not computed");
+  rf->ers = fr_h5_create_rows(f, "quality/ers", H5T_IEEE_F32LE, 0, CHUNK_ROWS, &nan,
+                              "d_UI = 1 - cos(embedding, UI centre); NaN when the model has no UI centre");
+  rf->ri = fr_h5_create_rows(f, "quality/ri", H5T_IEEE_F32LE, 0, CHUNK_ROWS, &nan,
+                             "learned recognizability index; NaN when the model has no RI head");
+  rf->shard_id = fr_h5_create_rows(f, "shards/id", H5T_STD_I64LE, 0, 256, NULL, "shard id");
+  rf->shard_first = fr_h5_create_rows(f, "shards/first", H5T_STD_I64LE, 0, 256, NULL, "first global item index");
+  rf->shard_count = fr_h5_create_rows(f, "shards/count", H5T_STD_I64LE, 0, 256, NULL, "number of items");
+  rf->shard_attempts = fr_h5_create_rows(f, "shards/attempts", H5T_STD_I32LE, 0, 256, NULL, "attempts made");
+  rf->shard_state = fr_h5_create_rows(f, "shards/state", H5T_STD_I8LE, 0, 256, NULL,
+                                      "1 committed, 2 failed after too many attempts (its items are status 1)");
+  rf->shard_worker = fr_h5_create_rows(f, "shards/worker", rf->utf8_type, 0, 256, NULL, "worker that computed it");
+  rf->shard_device = fr_h5_create_rows(f, "shards/device", rf->utf8_type, 0, 256, NULL, "Vulkan device used");
+  rf->shard_seconds = fr_h5_create_rows(f, "shards/seconds", H5T_IEEE_F32LE, 0, 256, NULL,
+                                        "seconds from lease to commit");
+  rf->shard_reason = fr_h5_create_rows(f, "shards/reason", rf->utf8_type, 0, 256, NULL,
+                                       "why the shard failed; empty when committed");
+  rf->label_names = fr_h5_create_rows(f, "labels/name", rf->utf8_type, 0, 256, NULL, "label names");
+  hid_t ids[] = {rf->key, rf->label, rf->status, rf->error, rf->width, rf->height, rf->shard, rf->embedding,
+                 rf->norm, rf->ers, rf->ri, rf->shard_id, rf->shard_first, rf->shard_count, rf->shard_attempts,
+                 rf->shard_state, rf->shard_worker, rf->shard_device, rf->shard_seconds, rf->shard_reason,
+                 rf->label_names};
+  for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+    if (ids[i] < 0)
+      return -1;
+  /* Inputs and their fingerprints, written once. */
+  int n = meta->n_inputs;
+  const char **paths = malloc((size_t)(n ? n : 1) * sizeof(char *));
+  const char **digests = malloc((size_t)(n ? n : 1) * sizeof(char *));
+  int64_t *sizes = malloc((size_t)(n ? n : 1) * sizeof(int64_t)), *mtimes = malloc((size_t)(n ? n : 1) * sizeof(int64_t));
+  int rc = paths && digests && sizes && mtimes ? 0 : -1;
+  for (int i = 0; i < n && !rc; i++) {
+    paths[i] = meta->inputs[i].path;
+    digests[i] = meta->inputs[i].digest;
+    sizes[i] = meta->inputs[i].size;
+    mtimes[i] = meta->inputs[i].mtime;
+  }
+  if (!rc)
+    rc = fr_h5_write_vector(f, "inputs/path", rf->bytes_type, rf->bytes_type, n, paths) ||
+         fr_h5_write_vector(f, "inputs/size", H5T_STD_I64LE, H5T_NATIVE_INT64, n, sizes) ||
+         fr_h5_write_vector(f, "inputs/mtime", H5T_STD_I64LE, H5T_NATIVE_INT64, n, mtimes) ||
+         fr_h5_write_vector(f, "inputs/digest", rf->utf8_type, rf->utf8_type, n, digests);
+  free(paths), free(digests), free(sizes), free(mtimes);
   return rc;
 }
 
-static int set_int_attr(hid_t obj, const char *name, int64_t value)
+static int open_layout(fr_results_file *rf)
 {
-  hid_t space = H5Screate(H5S_SCALAR);
-  if (space < 0)
-    return -1;
-  if (H5Aexists(obj, name) > 0)
-    H5Adelete(obj, name);
-  hid_t attr = H5Acreate2(obj, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT);
-  int rc = attr >= 0 && H5Awrite(attr, H5T_NATIVE_INT64, &value) >= 0 ? 0 : -1;
-  if (attr >= 0)
-    H5Aclose(attr);
-  H5Sclose(space);
-  return rc;
+  hid_t f = rf->file;
+  struct {
+    hid_t *id;
+    const char *name;
+  } sets[] = {{&rf->key, "items/key"},           {&rf->label, "items/label"},
+              {&rf->status, "items/status"},     {&rf->error, "items/error"},
+              {&rf->width, "items/width"},       {&rf->height, "items/height"},
+              {&rf->shard, "items/shard"},       {&rf->embedding, "embedding"},
+              {&rf->norm, "quality/norm"},       {&rf->ers, "quality/ers"},
+              {&rf->ri, "quality/ri"},           {&rf->shard_id, "shards/id"},
+              {&rf->shard_first, "shards/first"}, {&rf->shard_count, "shards/count"},
+              {&rf->shard_attempts, "shards/attempts"}, {&rf->shard_state, "shards/state"},
+              {&rf->shard_worker, "shards/worker"}, {&rf->shard_device, "shards/device"},
+              {&rf->shard_seconds, "shards/seconds"}, {&rf->shard_reason, "shards/reason"},
+              {&rf->label_names, "labels/name"}};
+  for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
+    *sets[i].id = H5Dopen2(f, sets[i].name, H5P_DEFAULT);
+    if (*sets[i].id < 0)
+      return -1;
+  }
+  return 0;
 }
 
-static hid_t create_extensible(hid_t file, const char *name, hid_t type, int rank, hsize_t cols, const char *doc)
+static int init(fr_results_file *rf, const char *path, int dim)
 {
-  hsize_t dims[2] = {0, cols}, maxdims[2] = {H5S_UNLIMITED, cols}, chunk[2] = {CHUNK_ROWS, cols};
-  hid_t space = H5Screate_simple(rank, dims, maxdims);
-  hid_t plist = H5Pcreate(H5P_DATASET_CREATE);
-  hid_t ds = -1;
-  if (space >= 0 && plist >= 0 && H5Pset_chunk(plist, rank, chunk) >= 0) {
-    ds = H5Dcreate2(file, name, type, space, H5P_DEFAULT, plist, H5P_DEFAULT);
-    if (ds >= 0 && set_string_attr(ds, "description", doc) < 0) {
-      H5Dclose(ds);
-      ds = -1;
-    }
-  }
-  if (plist >= 0)
-    H5Pclose(plist);
-  if (space >= 0)
-    H5Sclose(space);
-  return ds;
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  snprintf(rf->path, sizeof(rf->path), "%s", path);
+  rf->dim = dim;
+  rf->bytes_type = fr_h5_string_type(H5T_CSET_ASCII);
+  rf->utf8_type = fr_h5_string_type(H5T_CSET_UTF8);
+  rf->file = -1;
+  return rf->bytes_type < 0 || rf->utf8_type < 0 || fr_label_map_init(&rf->labels) ? -1 : 0;
+}
+
+static int write_root_attrs(hid_t f, const fr_results_meta *meta)
+{
+  char now[32];
+  iso_time_now(now, sizeof(now));
+  return fr_h5_set_string_attr(f, "format", "faceri-results") ||
+         fr_h5_set_int_attr(f, "schema_version", FR_RESULTS_SCHEMA_VERSION) ||
+         fr_h5_set_string_attr(f, "faceri_version", FACERI_VERSION) ||
+         fr_h5_set_string_attr(f, "command_line", meta->command_line) ||
+         fr_h5_set_string_attr(f, "model_path", meta->model_path) ||
+         fr_h5_set_string_attr(f, "model_sha256", meta->model_sha256) ||
+         fr_h5_set_string_attr(f, "model_architecture", meta->architecture) ||
+         fr_h5_set_string_attr(f, "device", meta->device) ||
+         fr_h5_set_int_attr(f, "embedding_size", meta->embedding_size) || fr_h5_set_string_attr(f, "start_time", now) ||
+         fr_h5_set_string_attr(f, "state", "running");
 }
 
 int fr_results_create(const char *path, const fr_results_meta *meta, fr_results_file **out, fr_error *err)
 {
   *out = NULL;
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
   fr_results_file *rf = calloc(1, sizeof(*rf));
-  if (!rf)
+  if (!rf || init(rf, path, meta->embedding_size)) {
+    free(rf);
     return fr_error_set(err, FR_ERR_NOMEM, "%s: out of memory", path);
-  snprintf(rf->path, sizeof(rf->path), "%s", path);
-  rf->dim = meta->embedding_size;
+  }
   rf->file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (rf->file < 0) {
-    free(rf);
+    fr_results_close(rf, 0, NULL);
     return fr_error_set(err, FR_ERR_IO, "%s: cannot create the results file (does the folder exist and is it writable?)",
                         path);
   }
-  rf->str_type = H5Tcopy(H5T_C_S1);
-  H5Tset_size(rf->str_type, H5T_VARIABLE);
-  H5Tset_cset(rf->str_type, H5T_CSET_UTF8);
-  char now[32];
-  iso_time_now(now, sizeof(now));
-  int bad = 0;
-  bad |= set_string_attr(rf->file, "format", "faceri-results");
-  bad |= set_int_attr(rf->file, "schema_version", FR_RESULTS_SCHEMA_VERSION);
-  bad |= set_string_attr(rf->file, "faceri_version", FACERI_VERSION);
-  bad |= set_string_attr(rf->file, "command_line", meta->command_line);
-  bad |= set_string_attr(rf->file, "model_path", meta->model_path);
-  bad |= set_string_attr(rf->file, "model_sha256", meta->model_sha256);
-  bad |= set_string_attr(rf->file, "model_architecture", meta->architecture);
-  bad |= set_string_attr(rf->file, "device", meta->device);
-  bad |= set_int_attr(rf->file, "embedding_size", meta->embedding_size);
-  bad |= set_string_attr(rf->file, "start_time", now);
-  bad |= set_string_attr(rf->file, "state", "running");
-  rf->embedding = create_extensible(rf->file, "embedding", H5T_IEEE_F32LE, 2, (hsize_t)rf->dim,
-                                    "L2-normalised embedding per item (NaN rows where status != 0)");
-  rf->norm = create_extensible(rf->file, "norm", H5T_IEEE_F32LE, 1, 1, "L2 norm of the raw embedding (NaN if none)");
-  rf->key = create_extensible(rf->file, "key", rf->str_type, 1, 1, "input path, or archive:member");
-  rf->label = create_extensible(rf->file, "label", rf->str_type, 1, 1, "parent folder name of the item");
-  rf->status = create_extensible(rf->file, "status", H5T_STD_I8LE, 1, 1, "0 ok, 1 failed, 2 skipped (not an image)");
-  rf->error = create_extensible(rf->file, "error", rf->str_type, 1, 1, "why the item failed or was skipped");
-  rf->width = create_extensible(rf->file, "width", H5T_STD_I32LE, 1, 1, "original image width (0 if unknown)");
-  rf->height = create_extensible(rf->file, "height", H5T_STD_I32LE, 1, 1, "original image height (0 if unknown)");
-  if (bad || rf->embedding < 0 || rf->norm < 0 || rf->key < 0 || rf->label < 0 || rf->status < 0 || rf->error < 0 ||
-      rf->width < 0 || rf->height < 0) {
-    int rc = hdf5_fail(rf, "create the datasets", err);
+  if (write_root_attrs(rf->file, meta) || create_layout(rf, meta) || H5Fflush(rf->file, H5F_SCOPE_GLOBAL) < 0) {
+    int rc = fail(rf, "lay out the results file", err);
     fr_results_close(rf, 0, NULL);
     return rc;
   }
@@ -141,39 +237,127 @@ int fr_results_create(const char *path, const fr_results_meta *meta, fr_results_
   return FR_OK;
 }
 
-/* Grows a dataset by n rows and writes them. */
-static int append_rows(hid_t ds, hid_t mem_type, int64_t start, int n, hsize_t cols, int rank, const void *data)
+/* Compares the file's inputs with this run's, naming the first difference. */
+static int check_inputs(fr_results_file *rf, const fr_results_meta *meta, fr_error *err)
 {
-  hsize_t new_dims[2] = {(hsize_t)start + (hsize_t)n, cols};
-  if (H5Dset_extent(ds, new_dims) < 0)
-    return -1;
-  hid_t fspace = H5Dget_space(ds);
-  hsize_t offset[2] = {(hsize_t)start, 0}, count[2] = {(hsize_t)n, cols};
-  hid_t mspace = H5Screate_simple(rank, count, NULL);
-  int rc = -1;
-  if (fspace >= 0 && mspace >= 0 && H5Sselect_hyperslab(fspace, H5S_SELECT_SET, offset, NULL, count, NULL) >= 0)
-    rc = H5Dwrite(ds, mem_type, mspace, fspace, H5P_DEFAULT, data) < 0 ? -1 : 0;
-  if (mspace >= 0)
-    H5Sclose(mspace);
-  if (fspace >= 0)
-    H5Sclose(fspace);
+  int64_t n = 0;
+  char **paths = NULL, **digests = NULL;
+  int64_t *sizes = NULL, *mtimes = NULL;
+  int rc = FR_OK;
+  if (fr_h5_read_vector(rf->file, "inputs/path", rf->bytes_type, &n, (void **)&paths, sizeof(char *)) ||
+      fr_h5_read_vector(rf->file, "inputs/digest", rf->utf8_type, &n, (void **)&digests, sizeof(char *)) ||
+      fr_h5_read_vector(rf->file, "inputs/size", H5T_NATIVE_INT64, &n, (void **)&sizes, sizeof(int64_t)) ||
+      fr_h5_read_vector(rf->file, "inputs/mtime", H5T_NATIVE_INT64, &n, (void **)&mtimes, sizeof(int64_t)))
+    rc = fail(rf, "read /inputs", err);
+  else if (n != meta->n_inputs)
+    rc = fr_error_set(err, FR_ERR_INVALID, "%s: the interrupted run had %lld inputs, this one has %d: not resumable",
+                      rf->path, (long long)n, meta->n_inputs);
+  for (int64_t i = 0; i < n && !rc; i++) {
+    const fr_input_fingerprint *in = &meta->inputs[i];
+    if (strcmp(paths[i], in->path) != 0)
+      rc = fr_error_set(err, FR_ERR_INVALID, "%s: input %lld was %s, now %s: not resumable", rf->path, (long long)i,
+                        paths[i], in->path);
+    else if (sizes[i] != in->size || mtimes[i] != in->mtime || strcmp(digests[i], in->digest) != 0)
+      rc = fr_error_set(err, FR_ERR_INVALID, "%s: input %s changed since the interrupted run (size, time or content)",
+                        rf->path, in->path);
+  }
+  fr_h5_free_strings(paths, n);
+  fr_h5_free_strings(digests, n);
+  free(sizes);
+  free(mtimes);
   return rc;
 }
 
-int fr_results_append(fr_results_file *rf, const fr_result_row *rows, int n, fr_error *err)
+static int load_state(fr_results_file *rf, fr_error *err)
+{
+  int64_t n = 0, m = 0;
+  int64_t *firsts = NULL, *counts = NULL;
+  int8_t *states = NULL;
+  char **names = NULL;
+  int rc = FR_OK;
+  if (fr_h5_read_vector(rf->file, "shards/first", H5T_NATIVE_INT64, &n, (void **)&firsts, sizeof(int64_t)) ||
+      fr_h5_read_vector(rf->file, "shards/count", H5T_NATIVE_INT64, &n, (void **)&counts, sizeof(int64_t)) ||
+      fr_h5_read_vector(rf->file, "shards/state", H5T_NATIVE_INT8, &n, (void **)&states, sizeof(int8_t)) ||
+      fr_h5_read_vector(rf->file, "labels/name", rf->utf8_type, &m, (void **)&names, sizeof(char *)))
+    rc = fail(rf, "read /shards and /labels", err);
+  for (int64_t i = 0; i < n && !rc; i++)
+    if (add_committed(rf, firsts[i], counts[i]))
+      rc = fr_error_set(err, FR_ERR_NOMEM, "%s: out of memory", rf->path);
+  for (int64_t i = 0; i < m && !rc; i++)
+    if (fr_label_map_get(&rf->labels, names[i], 1) < 0)
+      rc = fr_error_set(err, FR_ERR_NOMEM, "%s: out of memory", rf->path);
+  rf->n_shards = n;
+  rf->n_labels = m;
+  rf->rows = fr_h5_rows(rf->status);
+  free(firsts), free(counts), free(states);
+  fr_h5_free_strings(names, m);
+  return rc;
+}
+
+int fr_results_open_resume(const char *path, const fr_results_meta *meta, fr_results_file **out, fr_error *err)
+{
+  *out = NULL;
+  fr_results_file *rf = calloc(1, sizeof(*rf));
+  if (!rf || init(rf, path, meta->embedding_size)) {
+    free(rf);
+    return fr_error_set(err, FR_ERR_NOMEM, "%s: out of memory", path);
+  }
+  int rc = FR_OK;
+  rf->file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+  if (rf->file < 0) {
+    rc = fr_error_set(err, FR_ERR_IO, "%s: cannot open for --resume (missing, not HDF5, or not writable)", path);
+    goto fail;
+  }
+  char format[64] = "", model[80] = "", state[32] = "";
+  int64_t schema = 0, dim = 0;
+  fr_h5_get_string_attr(rf->file, "format", format, sizeof(format));
+  fr_h5_get_int_attr(rf->file, "schema_version", &schema);
+  fr_h5_get_string_attr(rf->file, "model_sha256", model, sizeof(model));
+  fr_h5_get_int_attr(rf->file, "embedding_size", &dim);
+  fr_h5_get_string_attr(rf->file, "state", state, sizeof(state));
+  if (strcmp(format, "faceri-results") != 0 || schema != FR_RESULTS_SCHEMA_VERSION) {
+    rc = fr_error_set(err, FR_ERR_INVALID, "%s: not a faceri results file of schema %d", path, FR_RESULTS_SCHEMA_VERSION);
+    goto fail;
+  }
+  if (strcmp(model, meta->model_sha256) != 0 || dim != meta->embedding_size) {
+    rc = fr_error_set(err, FR_ERR_INVALID, "%s: made with model %.12s…, this run uses %.12s…: not resumable", path,
+                      model, meta->model_sha256);
+    goto fail;
+  }
+  if (open_layout(rf)) {
+    rc = fail(rf, "open the datasets", err);
+    goto fail;
+  }
+  rc = check_inputs(rf, meta, err);
+  if (!rc)
+    rc = load_state(rf, err);
+  if (!rc && (fr_h5_set_string_attr(rf->file, "state", "running") ||
+              fr_h5_set_string_attr(rf->file, "resumed_command_line", meta->command_line)))
+    rc = fail(rf, "mark the file as running", err);
+  if (rc)
+    goto fail;
+  *out = rf;
+  return FR_OK;
+fail:
+  fr_results_close(rf, 0, NULL);
+  return rc;
+}
+
+int fr_results_write_items(fr_results_file *rf, int64_t first, const fr_result_row *rows, int n, int64_t shard_id,
+                           fr_error *err)
 {
   if (n <= 0)
     return FR_OK;
   size_t d = (size_t)rf->dim;
   float *emb = malloc((size_t)n * d * sizeof(float));
-  float *norm = malloc((size_t)n * sizeof(float));
-  const char **key = malloc((size_t)n * sizeof(char *)), **label = malloc((size_t)n * sizeof(char *));
-  const char **error = malloc((size_t)n * sizeof(char *));
+  float *norm = malloc((size_t)n * sizeof(float) * 3), *ers = norm + n, *ri = norm + 2 * n;
+  const char **key = malloc((size_t)n * sizeof(char *) * 2), **error = key + n;
   int8_t *status = malloc((size_t)n);
-  int32_t *width = malloc((size_t)n * sizeof(int32_t)), *height = malloc((size_t)n * sizeof(int32_t));
+  int32_t *ints = malloc((size_t)n * sizeof(int32_t) * 3), *label = ints, *width = ints + n, *height = ints + 2 * n;
+  int64_t *shard = malloc((size_t)n * sizeof(int64_t));
   int rc = FR_OK;
-  if (!emb || !norm || !key || !label || !error || !status || !width || !height) {
-    rc = fr_error_set(err, FR_ERR_NOMEM, "%s: out of memory appending %d rows", rf->path, n);
+  if (!emb || !norm || !key || !status || !ints || !shard) {
+    rc = fr_error_set(err, FR_ERR_NOMEM, "%s: out of memory writing %d rows", rf->path, n);
     goto done;
   }
   for (int i = 0; i < n; i++) {
@@ -184,63 +368,136 @@ int fr_results_append(fr_results_file *rf, const fr_result_row *rows, int n, fr_
       for (size_t j = 0; j < d; j++)
         emb[(size_t)i * d + j] = NAN;
     norm[i] = r->norm;
+    ers[i] = r->ers;
+    ri[i] = r->ri;
     key[i] = r->key ? r->key : "";
-    label[i] = r->label ? r->label : "";
     error[i] = r->error ? r->error : "";
     status[i] = (int8_t)r->status;
     width[i] = r->width;
     height[i] = r->height;
-    rf->n_ok += r->status == FR_ITEM_OK;
-    rf->n_failed += r->status == FR_ITEM_FAILED;
-    rf->n_skipped += r->status == FR_ITEM_SKIPPED;
+    shard[i] = shard_id;
+    label[i] = -1;
+    if (r->label && *r->label) {
+      int before = fr_label_map_size(&rf->labels);
+      label[i] = fr_label_map_get(&rf->labels, r->label, 1);
+      if (label[i] < 0) {
+        rc = fr_error_set(err, FR_ERR_NOMEM, "%s: out of memory for labels", rf->path);
+        goto done;
+      }
+      if (fr_label_map_size(&rf->labels) > before) {
+        const char *name = r->label;
+        if (fr_h5_write_rows(rf->label_names, rf->utf8_type, rf->n_labels, 1, 0, &name) < 0) {
+          rc = fail(rf, "append to /labels/name", err);
+          goto done;
+        }
+        rf->n_labels++;
+      }
+    }
   }
-  if (append_rows(rf->embedding, H5T_NATIVE_FLOAT, rf->rows, n, d, 2, emb) < 0 ||
-      append_rows(rf->norm, H5T_NATIVE_FLOAT, rf->rows, n, 1, 1, norm) < 0 ||
-      append_rows(rf->key, rf->str_type, rf->rows, n, 1, 1, key) < 0 ||
-      append_rows(rf->label, rf->str_type, rf->rows, n, 1, 1, label) < 0 ||
-      append_rows(rf->status, H5T_NATIVE_INT8, rf->rows, n, 1, 1, status) < 0 ||
-      append_rows(rf->error, rf->str_type, rf->rows, n, 1, 1, error) < 0 ||
-      append_rows(rf->width, H5T_NATIVE_INT32, rf->rows, n, 1, 1, width) < 0 ||
-      append_rows(rf->height, H5T_NATIVE_INT32, rf->rows, n, 1, 1, height) < 0) {
-    rc = hdf5_fail(rf, "append rows", err);
+  if (fr_h5_write_rows(rf->embedding, H5T_NATIVE_FLOAT, first, n, d, emb) < 0 ||
+      fr_h5_write_rows(rf->norm, H5T_NATIVE_FLOAT, first, n, 0, norm) < 0 ||
+      fr_h5_write_rows(rf->ers, H5T_NATIVE_FLOAT, first, n, 0, ers) < 0 ||
+      fr_h5_write_rows(rf->ri, H5T_NATIVE_FLOAT, first, n, 0, ri) < 0 ||
+      fr_h5_write_rows(rf->key, rf->bytes_type, first, n, 0, key) < 0 ||
+      fr_h5_write_rows(rf->error, rf->utf8_type, first, n, 0, error) < 0 ||
+      fr_h5_write_rows(rf->label, H5T_NATIVE_INT32, first, n, 0, label) < 0 ||
+      fr_h5_write_rows(rf->width, H5T_NATIVE_INT32, first, n, 0, width) < 0 ||
+      fr_h5_write_rows(rf->height, H5T_NATIVE_INT32, first, n, 0, height) < 0 ||
+      fr_h5_write_rows(rf->shard, H5T_NATIVE_INT64, first, n, 0, shard) < 0 ||
+      /* status last: a row whose status is set has every other field written */
+      fr_h5_write_rows(rf->status, H5T_NATIVE_INT8, first, n, 0, status) < 0) {
+    rc = fail(rf, "write rows", err);
     goto done;
   }
-  rf->rows += n;
-  /* Flushed per batch: a crash after this point keeps every row written so far. */
-  if (set_int_attr(rf->file, "items", rf->rows) < 0 || H5Fflush(rf->file, H5F_SCOPE_GLOBAL) < 0)
-    rc = hdf5_fail(rf, "flush", err);
+  if (first + n > rf->rows)
+    rf->rows = first + n;
 done:
-  free(emb), free(norm), free(key), free(label), free(error), free(status), free(width), free(height);
+  free(emb), free(norm), free(key), free(status), free(ints), free(shard);
   return rc;
 }
 
+int fr_results_commit_shard(fr_results_file *rf, const fr_shard_record *s, fr_error *err)
+{
+  int8_t state = s->failed ? 2 : 1;
+  int32_t attempts = s->attempts;
+  const char *worker = s->worker ? s->worker : "", *device = s->device ? s->device : "",
+             *reason = s->reason ? s->reason : "";
+  int64_t i = rf->n_shards;
+  if (fr_h5_write_rows(rf->shard_id, H5T_NATIVE_INT64, i, 1, 0, &s->id) < 0 ||
+      fr_h5_write_rows(rf->shard_first, H5T_NATIVE_INT64, i, 1, 0, &s->first) < 0 ||
+      fr_h5_write_rows(rf->shard_count, H5T_NATIVE_INT64, i, 1, 0, &s->count) < 0 ||
+      fr_h5_write_rows(rf->shard_attempts, H5T_NATIVE_INT32, i, 1, 0, &attempts) < 0 ||
+      fr_h5_write_rows(rf->shard_worker, rf->utf8_type, i, 1, 0, &worker) < 0 ||
+      fr_h5_write_rows(rf->shard_device, rf->utf8_type, i, 1, 0, &device) < 0 ||
+      fr_h5_write_rows(rf->shard_seconds, H5T_NATIVE_FLOAT, i, 1, 0, &s->seconds) < 0 ||
+      fr_h5_write_rows(rf->shard_reason, rf->utf8_type, i, 1, 0, &reason) < 0 ||
+      /* state last, then flush: the commit point */
+      fr_h5_write_rows(rf->shard_state, H5T_NATIVE_INT8, i, 1, 0, &state) < 0 ||
+      fr_h5_set_int_attr(rf->file, "items", rf->rows) || H5Fflush(rf->file, H5F_SCOPE_GLOBAL) < 0)
+    return fail(rf, "commit a shard", err);
+  rf->n_shards++;
+  if (add_committed(rf, s->first, s->count))
+    return fr_error_set(err, FR_ERR_NOMEM, "%s: out of memory", rf->path);
+  return FR_OK;
+}
+
 int64_t fr_results_count(const fr_results_file *rf) { return rf->rows; }
+
+/* Counts statuses by reading /items/status in slices (bounded memory at any size). */
+static int count_statuses(fr_results_file *rf, int64_t counts[4])
+{
+  memset(counts, 0, 4 * sizeof(int64_t));
+  const int64_t slice = 1 << 20;
+  int8_t *buf = malloc((size_t)slice);
+  if (!buf)
+    return -1;
+  for (int64_t start = 0; start < rf->rows; start += slice) {
+    int n = (int)(rf->rows - start < slice ? rf->rows - start : slice);
+    if (fr_h5_read_rows(rf->status, H5T_NATIVE_INT8, start, n, 0, buf) < 0) {
+      free(buf);
+      return -1;
+    }
+    for (int i = 0; i < n; i++)
+      counts[buf[i] >= 0 && buf[i] <= 2 ? buf[i] + 1 : 0]++;
+  }
+  free(buf);
+  return 0;
+}
 
 int fr_results_close(fr_results_file *rf, int complete, fr_error *err)
 {
   if (!rf)
     return FR_OK;
   int rc = FR_OK;
-  if (rf->file >= 0) {
+  if (rf->file >= 0 && rf->status > 0) {
     char now[32];
     iso_time_now(now, sizeof(now));
-    int bad = set_string_attr(rf->file, "end_time", now);
-    bad |= set_int_attr(rf->file, "items", rf->rows);
-    bad |= set_int_attr(rf->file, "items_ok", rf->n_ok);
-    bad |= set_int_attr(rf->file, "items_failed", rf->n_failed);
-    bad |= set_int_attr(rf->file, "items_skipped", rf->n_skipped);
-    bad |= set_string_attr(rf->file, "state", complete ? "complete" : "running");
+    int64_t counts[4];
+    int bad = count_statuses(rf, counts) || fr_h5_set_string_attr(rf->file, "end_time", now) ||
+              fr_h5_set_int_attr(rf->file, "items", rf->rows) ||
+              fr_h5_set_int_attr(rf->file, "items_pending", counts[0]) ||
+              fr_h5_set_int_attr(rf->file, "items_ok", counts[1]) ||
+              fr_h5_set_int_attr(rf->file, "items_failed", counts[2]) ||
+              fr_h5_set_int_attr(rf->file, "items_skipped", counts[3]) ||
+              fr_h5_set_string_attr(rf->file, "state", complete && counts[0] == 0 ? "complete" : "running");
     if (bad)
-      rc = hdf5_fail(rf, "write the closing attributes", err);
+      rc = fail(rf, "write the closing attributes", err);
   }
-  hid_t ids[] = {rf->embedding, rf->norm, rf->key, rf->label, rf->status, rf->error, rf->width, rf->height};
+  hid_t ids[] = {rf->key, rf->label, rf->status, rf->error, rf->width, rf->height, rf->shard, rf->embedding,
+                 rf->norm, rf->ers, rf->ri, rf->shard_id, rf->shard_first, rf->shard_count, rf->shard_attempts,
+                 rf->shard_state, rf->shard_worker, rf->shard_device, rf->shard_seconds, rf->shard_reason,
+                 rf->label_names};
   for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
     if (ids[i] > 0)
       H5Dclose(ids[i]);
-  if (rf->str_type > 0)
-    H5Tclose(rf->str_type);
+  if (rf->bytes_type > 0)
+    H5Tclose(rf->bytes_type);
+  if (rf->utf8_type > 0)
+    H5Tclose(rf->utf8_type);
   if (rf->file >= 0 && H5Fclose(rf->file) < 0 && !rc)
-    rc = hdf5_fail(rf, "close the file", err);
+    rc = fail(rf, "close the file", err);
+  fr_label_map_free(&rf->labels);
+  free(rf->committed);
   free(rf);
   return rc;
 }

@@ -60,7 +60,7 @@ static void read_strings(hid_t f, const char *name, char **out, int n)
   hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
   hid_t t = H5Tcopy(H5T_C_S1);
   H5Tset_size(t, H5T_VARIABLE);
-  H5Tset_cset(t, H5T_CSET_UTF8);
+  H5Tset_cset(t, H5Tget_cset(H5Dget_type(ds)));
   if (H5Dread(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
     CU_FAIL("reading a string dataset");
     for (int i = 0; i < n; i++)
@@ -108,10 +108,10 @@ static void test_embed_folder(void)
   H5Sclose(sp);
   H5Dclose(ds);
   char *keys[4], *errors[4];
-  read_strings(f, "key", keys, 4);
-  read_strings(f, "error", errors, 4);
+  read_strings(f, "items/key", keys, 4);
+  read_strings(f, "items/error", errors, 4);
   int8_t status[4];
-  ds = H5Dopen2(f, "status", H5P_DEFAULT);
+  ds = H5Dopen2(f, "items/status", H5P_DEFAULT);
   CU_ASSERT(H5Dread(ds, H5T_NATIVE_INT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, status) >= 0);
   H5Dclose(ds);
   /* Sorted folder order: README, a1.png, a2.png, broken.jpg. */
@@ -167,6 +167,71 @@ static void test_crop_outside_fails_that_image_only(void)
   CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"failed\":1"));
 }
 
+/* Reads /embedding and /items/status of a results file. */
+static int read_results(const char *path, float *emb, int8_t *status, int max_rows)
+{
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f < 0)
+    return -1;
+  hid_t ds = H5Dopen2(f, "items/status", H5P_DEFAULT);
+  hid_t sp = H5Dget_space(ds);
+  hsize_t dims[1];
+  H5Sget_simple_extent_dims(sp, dims, NULL);
+  int n = (int)dims[0];
+  if (n <= max_rows) {
+    H5Dread(ds, H5T_NATIVE_INT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, status);
+    hid_t de = H5Dopen2(f, "embedding", H5P_DEFAULT);
+    H5Dread(de, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, emb);
+    H5Dclose(de);
+  }
+  H5Sclose(sp);
+  H5Dclose(ds);
+  H5Fclose(f);
+  return n;
+}
+
+static void test_kill_and_resume(void)
+{
+  if (!have_model())
+    TEST_SKIP("no model file (run scripts/setup)");
+  char path[512], cmd[2048], out[4096];
+  snprintf(path, sizeof(path), "%s/many", dir);
+  mkdir(path, 0755);
+  for (int i = 0; i < 7; i++) {
+    snprintf(path, sizeof(path), "%s/many/img%d.png", dir, i);
+    write_png(path, 40 + i, 50, 10 + i);
+  }
+  snprintf(cmd, sizeof(cmd), "%s/faceri embed --json -b 2 -o %s/whole.h5 %s/many 2>/dev/null", FACERI_BINARY_DIR, dir,
+           dir);
+  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 0);
+  /* Killed with SIGKILL right after the 2nd shard is committed (4 of 7 images). */
+  snprintf(cmd, sizeof(cmd),
+           "FACERI_FAULT_KILL_AFTER_SHARDS=2 %s/faceri embed --json -b 2 -o %s/cut.h5 %s/many 2>/dev/null",
+           FACERI_BINARY_DIR, dir, dir);
+  int killed = run(cmd, out, sizeof(out));
+  CU_ASSERT(killed == -1 || killed == 128 + 9); /* died by the signal (the shell reports 137) */
+  static float whole[8 * 192], cut[8 * 192];
+  int8_t s_whole[8], s_cut[8];
+  snprintf(path, sizeof(path), "%s/cut.h5", dir);
+  CU_ASSERT_EQUAL(read_results(path, cut, s_cut, 8), 4);
+  snprintf(cmd, sizeof(cmd), "%s/faceri embed --json --resume -b 2 -o %s/cut.h5 %s/many 2>/dev/null",
+           FACERI_BINARY_DIR, dir, dir);
+  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 0);
+  CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"ok\":3")); /* only the 3 missing images were computed */
+  CU_ASSERT_EQUAL(read_results(path, cut, s_cut, 8), 7);
+  snprintf(path, sizeof(path), "%s/whole.h5", dir);
+  CU_ASSERT_EQUAL(read_results(path, whole, s_whole, 8), 7);
+  CU_ASSERT_EQUAL(memcmp(s_whole, s_cut, 7), 0);
+  CU_ASSERT_EQUAL(memcmp(whole, cut, 7 * 192 * sizeof(float)), 0);
+  /* Different inputs: refused. */
+  snprintf(path, sizeof(path), "%s/many/extra.png", dir);
+  write_png(path, 30, 30, 99);
+  snprintf(cmd, sizeof(cmd), "%s/faceri embed --resume -o %s/cut.h5 %s/many 2>&1 >/dev/null", FACERI_BINARY_DIR, dir,
+           dir);
+  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 1);
+  CU_ASSERT_PTR_NOT_NULL(strstr(out, "changed"));
+}
+
 static void test_usage_errors(void)
 {
   char cmd[1024], out[4096];
@@ -220,6 +285,7 @@ int main(void)
   CU_pSuite s = CU_add_suite("embed cli", NULL, NULL);
   CU_add_test(s, "folder with images, a corrupt JPEG and a README", test_embed_folder);
   CU_add_test(s, "a crop outside one image fails that image only", test_crop_outside_fails_that_image_only);
+  CU_add_test(s, "killed after two shards, then --resume: same file as an undisturbed run", test_kill_and_resume);
   CU_add_test(s, "usage errors exit 2", test_usage_errors);
   CU_add_test(s, "a missing input is an error naming it", test_missing_input_is_an_error);
   CU_add_test(s, "a foreign model file is an error naming it", test_bad_model_is_an_error);

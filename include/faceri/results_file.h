@@ -1,48 +1,92 @@
 #ifndef FACERI_RESULTS_FILE_H
 #define FACERI_RESULTS_FILE_H
-/* The HDF5 results file of `faceri embed` (docs/FORMAT.md): one row per input
- * item, appended in batches to chunked, extensible datasets and flushed after
- * each batch, so a crash loses at most the batch in flight. */
+/* The HDF5 results file of every faceri run (docs/FORMAT.md, schema 2).
+ *
+ * Row i of every /items dataset, /embedding and /quality is global item i (the
+ * deterministic input order), whichever shard or worker computed it and in
+ * whatever order shards finish. Rows are written, then their shard is committed
+ * to /shards and the file flushed: a crash loses at most uncommitted shards, and
+ * --resume recomputes exactly those, writing to the same rows (never a second row). */
 #include <stdint.h>
 
 #include "faceri/error.h"
 
-#define FR_RESULTS_SCHEMA_VERSION 1
+#define FR_RESULTS_SCHEMA_VERSION 2
 
 typedef enum fr_item_status {
+  FR_ITEM_PENDING = -1, /* row not written yet (fill value) */
   FR_ITEM_OK = 0,
-  FR_ITEM_FAILED = 1,  /* could not be decoded, cropped or embedded: see /error */
-  FR_ITEM_SKIPPED = 2, /* not an image (README, .info, ...) */
+  FR_ITEM_FAILED = 1,   /* could not be read, decoded, cropped or embedded: see /items/error */
+  FR_ITEM_SKIPPED = 2,  /* not an image (README, .info, ...) */
 } fr_item_status;
 
-typedef struct fr_results_file fr_results_file;
+typedef struct fr_input_fingerprint {
+  char path[1024];
+  int64_t size;          /* bytes (files) or entries (folders) */
+  int64_t mtime;         /* seconds */
+  char digest[65];       /* hex SHA-256 of what identifies the input, see fr_fingerprint_input */
+} fr_input_fingerprint;
+
+/* Identifies an input without reading all of it: for a file its size, mtime and
+ * the SHA-256 of its first and last MiB; for a folder the SHA-256 of its sorted
+ * recursive listing with sizes and mtimes. */
+int fr_fingerprint_input(const char *path, fr_input_fingerprint *out, fr_error *err);
 
 typedef struct fr_results_meta {
   const char *command_line;
   const char *model_path;
   const char *model_sha256;   /* SHA-256 of the model file */
   const char *architecture;
-  const char *device;         /* Vulkan device name */
+  const char *device;         /* Vulkan device name(s) */
   int embedding_size;
+  int n_inputs;
+  const fr_input_fingerprint *inputs;
 } fr_results_meta;
 
-/* Creates (truncates) path; sets state = "running". */
+typedef struct fr_results_file fr_results_file;
+
+/* Creates (truncates) path with state = "running". */
 int fr_results_create(const char *path, const fr_results_meta *meta, fr_results_file **out, fr_error *err);
 
+/* Reopens an interrupted run's file for --resume. Refuses (FR_ERR_INVALID, saying
+ * why) a file of another schema, model or embedding size, or whose inputs'
+ * fingerprints differ from meta's. */
+int fr_results_open_resume(const char *path, const fr_results_meta *meta, fr_results_file **out, fr_error *err);
+
+/* Committed shards as sorted, non-overlapping [first, first + count) ranges. */
+int fr_results_committed_count(const fr_results_file *rf);
+void fr_results_committed_range(const fr_results_file *rf, int i, int64_t *first, int64_t *count);
+/* 1 if global item `index` lies in a committed shard. */
+int fr_results_is_committed(const fr_results_file *rf, int64_t index);
+
 typedef struct fr_result_row {
-  const char *key;
-  const char *label;
+  const char *key;        /* bytes as found; may be non-UTF-8 */
+  const char *label;      /* "" when none */
   fr_item_status status;
   const char *error;      /* "" when none */
-  int width, height;      /* original image size, 0 when unknown */
-  const float *embedding; /* embedding_size floats, NULL: written as NaN */
-  float norm;             /* NaN when not computed */
+  int width, height;      /* decoded image size, 0 when unknown */
+  const float *embedding; /* embedding_size floats; NULL: NaN */
+  float norm, ers, ri;    /* NaN when not computed */
 } fr_result_row;
 
-int fr_results_append(fr_results_file *rf, const fr_result_row *rows, int n, fr_error *err);
-/* Writes end time and counts, sets state = "complete" (or leaves "running" when
- * complete is 0, e.g. after a fatal error), and closes. rf is freed either way. */
+/* Writes rows for global items first .. first + n - 1 (they need not be committed yet). */
+int fr_results_write_items(fr_results_file *rf, int64_t first, const fr_result_row *rows, int n, int64_t shard_id,
+                           fr_error *err);
+
+typedef struct fr_shard_record {
+  int64_t id, first, count;
+  int attempts;
+  int failed;             /* 1: written as failed after too many attempts */
+  const char *worker, *device, *reason;
+  float seconds;
+} fr_shard_record;
+
+/* Records the shard in /shards and flushes: its rows are now durable. */
+int fr_results_commit_shard(fr_results_file *rf, const fr_shard_record *shard, fr_error *err);
+
+/* Writes end time and counts; state = "complete" when complete, else stays
+ * "running" (resumable). rf is freed either way. */
 int fr_results_close(fr_results_file *rf, int complete, fr_error *err);
-int64_t fr_results_count(const fr_results_file *rf);
+int64_t fr_results_count(const fr_results_file *rf); /* rows (= highest written index + 1) */
 
 #endif
