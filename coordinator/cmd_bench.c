@@ -204,6 +204,9 @@ int fr_cmd_bench(int argc, char **argv)
       fflush(stdout);
     }
   }
+  if (!rc && ctx && fr_vk_validation_messages(ctx) > 0)
+    rc = fr_error_set(&err, FR_ERR_VULKAN, "%llu Vulkan validation messages (logged above): a faceri bug",
+                      (unsigned long long)fr_vk_validation_messages(ctx));
   if (json) {
     const fr_vk_device_info *d = ctx ? fr_vk_context_device(ctx) : NULL;
     printf("{\"command\":\"bench\",\"device\":\"%s\",\"model\":\"%s\",\"gmac_per_image\":%.4f,\"results\":[",

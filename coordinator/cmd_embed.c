@@ -383,6 +383,9 @@ int fr_cmd_embed(int argc, char **argv)
   if (job.results)
     close_rc = fr_results_close(job.results, rc == FR_OK, &close_err);
   double seconds = fr_now_seconds() - t0;
+  if (!rc && ctx && fr_vk_validation_messages(ctx) > 0)
+    rc = fr_error_set(&err, FR_ERR_VULKAN, "%llu Vulkan validation messages (logged above): a faceri bug",
+                      (unsigned long long)fr_vk_validation_messages(ctx));
   if (rc)
     fprintf(stderr, "faceri embed: %s\n", err.message);
   else if (close_rc)
