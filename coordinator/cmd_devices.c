@@ -64,8 +64,9 @@ int fr_cmd_devices(int argc, char **argv)
       printf("  workgroup: %u invocations, size %ux%ux%u; subgroup %u; push constants %u bytes\n",
              d->max_workgroup_invocations, d->max_workgroup_size[0], d->max_workgroup_size[1],
              d->max_workgroup_size[2], d->subgroup_size, d->max_push_constants);
-      printf("  timestamps %s, RGBA32F texel buffers %s\n", d->has_timestamps ? "yes" : "no",
-             d->has_texel_rgba32f ? "yes" : "no");
+      printf("  timestamps %s, RGBA32F texel buffers %s, subgroup shuffle %s\n", d->has_timestamps ? "yes" : "no",
+             d->has_texel_rgba32f ? "yes" : "no",
+             (d->subgroup_ops & VK_SUBGROUP_FEATURE_SHUFFLE_BIT) ? "yes" : "no");
     }
   }
   if (json)

@@ -1,5 +1,7 @@
 /* Every device op against its naive C reference on random inputs in [-1.2, 1.2],
- * including odd sizes; relative error <= 1e-4 (max abs error / max abs reference). */
+ * including odd sizes and the real MobileFaceNet shapes; relative error <= 1e-4 (max abs
+ * error / max abs reference). Activation tensors are allocated with exactly
+ * fr_ops_tensor_bytes, so a kernel reading past that contract shows up here. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,21 @@ static fr_vk_buffer upload(const float *data, size_t n)
   fr_error err = {0};
   CU_ASSERT_EQUAL_FATAL(fr_vk_buffer_create(ctx, n * sizeof(float) + 16, &b, &err), FR_OK);
   CU_ASSERT_EQUAL(fr_vk_buffer_upload(ctx, &b, 0, data, n * sizeof(float), &err), FR_OK);
+  return b;
+}
+
+/* An activation tensor sized by the ops contract, not by the test's convenience. */
+static fr_vk_buffer upload_tensor(const float *data, const fr_conv_params *p, int out)
+{
+  fr_vk_buffer b;
+  fr_error err = {0};
+  size_t bytes = out ? fr_ops_tensor_bytes(ops, p->batch, p->out_h, p->out_w, p->out_c)
+                     : fr_ops_tensor_bytes(ops, p->batch, p->in_h, p->in_w, p->in_c);
+  size_t n = out ? (size_t)p->batch * p->out_h * p->out_w * p->out_c : (size_t)p->batch * p->in_h * p->in_w * p->in_c;
+  CU_ASSERT_FATAL(bytes >= n * sizeof(float));
+  CU_ASSERT_EQUAL_FATAL(fr_vk_buffer_create(ctx, bytes, &b, &err), FR_OK);
+  if (data)
+    CU_ASSERT_EQUAL(fr_vk_buffer_upload(ctx, &b, 0, data, n * sizeof(float), &err), FR_OK);
   return b;
 }
 
@@ -66,10 +83,9 @@ static double run_conv_case(fr_conv_params p)
   fr_ops_pack_conv_weights(ops, &p, w, wp);
   fr_ops_pack_channels(&p, b, bp);
   fr_ops_pack_channels(&p, s, sp);
-  fr_vk_buffer bx = upload(x, in_n), bw = upload(wp, fr_ops_packed_weight_count(ops, &p));
+  fr_vk_buffer bx = upload_tensor(x, &p, 0), bw = upload(wp, fr_ops_packed_weight_count(ops, &p));
   fr_vk_buffer bb = upload(bp, fr_ops_packed_channel_count(&p)), bs = upload(sp, fr_ops_packed_channel_count(&p));
-  fr_vk_buffer br = upload(r, out_n), bo;
-  CU_ASSERT_EQUAL_FATAL(fr_vk_buffer_create(ctx, out_n * sizeof(float), &bo, &err), FR_OK);
+  fr_vk_buffer br = upload_tensor(r, &p, 1), bo = upload_tensor(NULL, &p, 1);
   fr_vk_sequence *seq;
   CU_ASSERT_EQUAL_FATAL(fr_vk_sequence_create(ctx, 0, &seq, &err), FR_OK);
   CU_ASSERT_EQUAL(fr_vk_sequence_begin(seq, &err), FR_OK);
@@ -95,6 +111,15 @@ static void check_conv(const char *what, fr_conv_params p)
   double rel = run_conv_case(p);
   printf("\n    %-44s %-16s rel err %.2e", what, fr_ops_conv_kernel_name(ops, &p), rel);
   CU_ASSERT(rel <= 1e-4);
+}
+
+/* Where the device has RGBA32F texel buffers, the network's shapes must not fall back
+ * to the naive kernel (a 100x slowdown that no accuracy test would notice). */
+static void check_fast_conv(const char *what, fr_conv_params p)
+{
+  check_conv(what, p);
+  if (fr_vk_context_device(ctx)->has_texel_rgba32f && fr_vk_context_device(ctx)->subgroup_size >= 8)
+    CU_ASSERT_STRING_NOT_EQUAL(fr_ops_conv_kernel_name(ops, &p), "conv_direct");
 }
 
 /* TF SAME output size and leading pad. */
@@ -145,6 +170,61 @@ static void test_depthwise_conv(void)
   check_conv("dw 3x3 residual", conv(2, 6, 5, 12, 12, 3, 1, 1, 0, FR_ACT_NONE, 1));
 }
 
+static void test_gemm_edges(void)
+{
+  /* Rows not a multiple of a workgroup's tile, a partial column tile, odd N (scalar
+   * stores), K = 4 (a single k-step), and N < 4. */
+  check_conv("1x1 64->36, 105 rows, residual", conv(3, 5, 7, 64, 36, 1, 1, 0, 0, FR_ACT_NONE, 1));
+  check_conv("1x1 16->10 odd N residual prelu", conv(2, 3, 3, 16, 10, 1, 1, 0, 0, FR_ACT_PRELU, 1));
+  check_conv("1x1 4->3 relu", conv(1, 7, 5, 4, 3, 1, 1, 0, 0, FR_ACT_RELU, 0));
+  check_conv("1x1 s2 (strided 1x1 is implicit GEMM)", conv(2, 9, 9, 8, 12, 1, 2, 0, 0, FR_ACT_NONE, 0));
+  check_conv("5x5 s1 6->20 (implicit GEMM)", conv(1, 11, 10, 6, 20, 5, 1, 0, 0, FR_ACT_PRELU, 0));
+  check_conv("dw 5x5 s1 (generic depthwise)", conv(2, 8, 9, 16, 16, 5, 1, 1, 0, FR_ACT_PRELU, 1));
+  check_conv("dw 3x3 s3 (generic stride)", conv(1, 10, 10, 8, 8, 3, 3, 1, 0, FR_ACT_NONE, 0));
+}
+
+/* The MobileFaceNet layer shapes, at small batches so the C reference stays fast. */
+static void test_mobilefacenet_shapes(void)
+{
+  check_fast_conv("stem 3x3 s2 3->64 @112", conv(1, 112, 112, 3, 64, 3, 2, 0, 0, FR_ACT_PRELU, 0));
+  check_fast_conv("dw 3x3 s1 64 @56", conv(1, 56, 56, 64, 64, 3, 1, 1, 0, FR_ACT_PRELU, 0));
+  check_fast_conv("1x1 64->128 @56 prelu", conv(1, 56, 56, 64, 128, 1, 1, 0, 0, FR_ACT_PRELU, 0));
+  check_fast_conv("dw 3x3 s2 128 56->28", conv(1, 56, 56, 128, 128, 3, 2, 1, 0, FR_ACT_PRELU, 0));
+  check_fast_conv("1x1 128->64 @28 residual", conv(2, 28, 28, 128, 64, 1, 1, 0, 0, FR_ACT_NONE, 1));
+  check_fast_conv("dw 3x3 s2 256 28->14", conv(2, 28, 28, 256, 256, 3, 2, 1, 0, FR_ACT_PRELU, 0));
+  check_fast_conv("1x1 256->128 @14 residual", conv(2, 14, 14, 256, 128, 1, 1, 0, 0, FR_ACT_NONE, 1));
+  check_fast_conv("dw 3x3 s2 512 14->7", conv(2, 14, 14, 512, 512, 3, 2, 1, 0, FR_ACT_PRELU, 0));
+  check_fast_conv("1x1 512->128 @7", conv(3, 7, 7, 512, 128, 1, 1, 0, 0, FR_ACT_NONE, 0));
+  check_fast_conv("dw 3x3 s1 256 @7", conv(3, 7, 7, 256, 256, 3, 1, 1, 0, FR_ACT_PRELU, 0));
+  check_fast_conv("1x1 128->512 @7 prelu", conv(3, 7, 7, 128, 512, 1, 1, 0, 0, FR_ACT_PRELU, 0));
+  check_fast_conv("dw 7x7 valid 512", conv(5, 7, 7, 512, 512, 7, 1, 1, 1, FR_ACT_NONE, 0));
+  check_fast_conv("linear 512->512", conv(5, 1, 1, 512, 512, 1, 1, 0, 0, FR_ACT_NONE, 0));
+  check_fast_conv("linear 512->192", conv(33, 1, 1, 512, 192, 1, 1, 0, 0, FR_ACT_NONE, 0));
+}
+
+static void test_small_binding_rejected(void)
+{
+  /* A tensor smaller than fr_ops_tensor_bytes must be refused, not read past. */
+  fr_error err = {0};
+  fr_conv_params p = conv(1, 3, 3, 8, 8, 1, 1, 0, 0, FR_ACT_NONE, 0);
+  if (strcmp(fr_ops_conv_kernel_name(ops, &p), "conv_direct") == 0)
+    TEST_SKIP("no texel-fed kernels on this device");
+  fr_vk_buffer small, big;
+  CU_ASSERT_EQUAL_FATAL(fr_vk_buffer_create(ctx, 64, &small, &err), FR_OK);
+  CU_ASSERT_EQUAL_FATAL(fr_vk_buffer_create(ctx, 4096, &big, &err), FR_OK);
+  fr_vk_sequence *seq;
+  CU_ASSERT_EQUAL_FATAL(fr_vk_sequence_create(ctx, 0, &seq, &err), FR_OK);
+  CU_ASSERT_EQUAL(fr_vk_sequence_begin(seq, &err), FR_OK);
+  fr_vk_arg s = {&small, 0, 0}, b = {&big, 0, 0};
+  CU_ASSERT_EQUAL(fr_ops_record_conv(ops, seq, &p, s, b, b, b, b, b, NULL, &err), FR_ERR_INVALID);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "fr_ops_tensor_bytes"));
+  CU_ASSERT_EQUAL(fr_vk_sequence_end(seq, &err), FR_OK);
+  /* Run it: destroying a recorded, never-submitted sequence waits out the fence timeout. */
+  CU_ASSERT_EQUAL(fr_vk_sequence_run(seq, &err), FR_OK);
+  fr_vk_sequence_destroy(seq);
+  fr_vk_buffer_destroy(ctx, &small), fr_vk_buffer_destroy(ctx, &big);
+}
+
 static void test_l2norm(void)
 {
   fr_error err = {0};
@@ -184,6 +264,8 @@ static void test_bad_params(void)
   fr_vk_arg none = {0};
   CU_ASSERT_EQUAL(fr_ops_record_conv(ops, seq, &p, none, none, none, none, none, none, NULL, &err), FR_ERR_INVALID);
   CU_ASSERT_EQUAL(fr_vk_sequence_end(seq, &err), FR_OK);
+  /* Run it: destroying a recorded, never-submitted sequence waits out the fence timeout. */
+  CU_ASSERT_EQUAL(fr_vk_sequence_run(seq, &err), FR_OK);
   fr_vk_sequence_destroy(seq);
 }
 
@@ -201,6 +283,9 @@ int main(void)
   CU_add_test(s, "stem conv (direct)", test_stem_conv);
   CU_add_test(s, "1x1 conv / linear", test_pointwise_conv);
   CU_add_test(s, "depthwise conv", test_depthwise_conv);
+  CU_add_test(s, "GEMM and generic-kernel edges", test_gemm_edges);
+  CU_add_test(s, "MobileFaceNet layer shapes", test_mobilefacenet_shapes);
+  CU_add_test(s, "undersized tensor binding rejected", test_small_binding_rejected);
   CU_add_test(s, "l2 normalisation with norms", test_l2norm);
   CU_add_test(s, "bad parameters", test_bad_params);
   CU_add_test(s, "no validation messages", test_no_validation_messages);

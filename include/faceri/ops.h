@@ -44,6 +44,12 @@ void fr_ops_pack_conv_weights(const fr_ops *ops, const fr_conv_params *p, const 
 size_t fr_ops_packed_channel_count(const fr_conv_params *p);
 void fr_ops_pack_channels(const fr_conv_params *p, const float *values, float *packed);
 
+/* Bytes to allocate for an n x h x w x c activation tensor (and for each 256-byte
+ * aligned slot holding one): the fast kernels read tensors through 16-byte texels, so
+ * the size is rounded up to a whole texel. Conv inputs, residuals and outputs must be
+ * at least this large. */
+size_t fr_ops_tensor_bytes(const fr_ops *ops, int n, int h, int w, int c);
+
 /* Every buffer argument must stay alive until the sequence is no longer run.
  * slope is ignored unless the activation is PReLU; residual unless has_residual
  * (pass the output as a placeholder). Offsets: multiples of 256 bytes. */

@@ -27,6 +27,7 @@ typedef struct fr_vk_device_info {
   uint32_t max_shared_memory;
   uint32_t max_push_constants;
   uint32_t subgroup_size;
+  uint32_t subgroup_ops;     /* VkSubgroupFeatureFlags available in compute shaders */
   uint64_t min_texel_offset_alignment;
   uint64_t min_storage_offset_alignment;
   int has_texel_rgba32f;     /* RGBA32F uniform texel buffers usable */

@@ -138,12 +138,21 @@ static int allocate_activations(fr_engine *e, fr_error *err)
     return fr_error_set(err, FR_ERR_NOMEM, "activations: out of memory");
   int rc = FR_OK;
   for (int s = 0; s < e->n_slots && !rc; s++) {
+    /* Per-image sizes are 256-byte multiples, so this also covers the ops' padding
+     * rule (fr_ops_tensor_bytes) for any tensor assigned to the slot. */
     rc = fr_vk_buffer_create(e->ctx, e->slot_bytes_per_image[s] * (uint64_t)e->chunk, &e->slots[s], err);
     e->activation_bytes += e->slot_bytes_per_image[s] * (uint64_t)e->chunk;
   }
+  for (int i = 0; i < m->n_layers && !rc; i++) {
+    const fr_layer *l = &m->layers[i];
+    if (fr_ops_tensor_bytes(e->ops, e->chunk, l->out_h, l->out_w, l->out_c) > e->slots[e->layers[i].out_slot].size)
+      rc = fr_error_set(err, FR_ERR_INTERNAL, "layer %d (%s): its output does not fit its activation buffer", i,
+                        l->name);
+  }
   uint64_t d = (uint64_t)m->embedding_size;
   if (!rc)
-    rc = fr_vk_buffer_create(e->ctx, round_up(input_bytes * (uint64_t)e->chunk, 16), &e->input, err);
+    rc = fr_vk_buffer_create(e->ctx, fr_ops_tensor_bytes(e->ops, e->chunk, m->input_h, m->input_w, m->input_c),
+                             &e->input, err);
   if (!rc)
     rc = fr_vk_buffer_create(e->ctx, round_up(d * sizeof(float) * (uint64_t)e->chunk, 16), &e->embeddings, err);
   if (!rc)

@@ -128,6 +128,8 @@ static void describe_device(VkPhysicalDevice pd, int index, fr_vk_device_info *i
     snprintf(info->driver_name, sizeof(info->driver_name), "%s", driver.driverName);
     snprintf(info->driver_info, sizeof(info->driver_info), "%s", driver.driverInfo);
     info->subgroup_size = subgroup.subgroupSize;
+    if (subgroup.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT)
+      info->subgroup_ops = subgroup.supportedOperations;
   }
   info->max_storage_buffer_range = l->maxStorageBufferRange;
   info->max_texel_buffer_elements = l->maxTexelBufferElements;

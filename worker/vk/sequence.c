@@ -22,6 +22,7 @@ struct fr_vk_sequence {
   char (*labels)[64];
   double *ms;
   int recording, recorded;
+  int submitted; /* the fence belongs to a submission that may still be running */
 };
 
 int fr_vk_sequence_create(fr_vk_context *ctx, int max_timed, fr_vk_sequence **out, fr_error *err)
@@ -70,7 +71,7 @@ void fr_vk_sequence_destroy(fr_vk_sequence *s)
   if (!s)
     return;
   VkDevice dev = s->ctx->device;
-  if (s->recorded)
+  if (s->submitted)
     vkWaitForFences(dev, 1, &s->fence, VK_TRUE, s->ctx->fence_timeout_ns);
   release_views(s);
   free(s->views);
@@ -277,6 +278,7 @@ int fr_vk_sequence_run(fr_vk_sequence *s, fr_error *err)
   int rc = fr_vk_check(vkResetFences(s->ctx->device, 1, &s->fence), "vkResetFences", err);
   if (!rc)
     rc = fr_vk_check(vkQueueSubmit(s->ctx->queue, 1, &si, s->fence), "vkQueueSubmit", err);
+  s->submitted = !rc;
   if (!rc)
     rc = fr_vk_wait_fence(s->ctx, s->fence, "compute sequence", err);
   if (!rc && s->n_timed) {
