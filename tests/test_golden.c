@@ -108,6 +108,40 @@ static void test_lfw_set(void)
   free(in), free(u8), free(raw), free(norm);
 }
 
+/* A batch larger than one device submission holds (maxStorageBufferRange): the engine
+ * splits it into chunks; every copy of the golden images must still match. */
+static void test_chunked_batch(void)
+{
+  if (!have_model)
+    TEST_SKIP("no model file (run scripts/setup)");
+  float *in = read_file("mfn_input_f32_nhwc_4x112x112x3.f32", 4 * 112 * 112 * 3 * 4);
+  float *raw = read_file("mfn_emb_raw_f32_4x192.f32", 4 * 192 * 4);
+  if (!in || !raw) {
+    free(in), free(raw);
+    TEST_SKIP("golden files not found in %s", test_golden_dir());
+  }
+  const int copies = 25, n = 4 * copies;
+  size_t per = 112 * 112 * 3;
+  float *big = malloc((size_t)n * per * sizeof(float));
+  float *emb = malloc((size_t)n * 192 * sizeof(float)), *got_raw = malloc((size_t)n * 192 * sizeof(float));
+  float *norms = malloc((size_t)n * sizeof(float));
+  for (int c = 0; c < copies; c++)
+    memcpy(big + (size_t)c * 4 * per, in, 4 * per * sizeof(float));
+  fr_error err = {0};
+  fr_engine *engine = NULL;
+  fr_engine_options o = {.max_batch = n};
+  CU_ASSERT_EQUAL_FATAL(fr_engine_create(ctx, &model, &o, &engine, &err), FR_OK);
+  printf("\n    batch %d runs as chunks of %d images", n, fr_engine_chunk_size(engine));
+  CU_ASSERT_EQUAL(fr_engine_run(engine, big, n, emb, norms, got_raw, &err), FR_OK);
+  double worst = 0;
+  for (int c = 0; c < copies; c++)
+    worst = fmax(worst, max_abs_diff(got_raw + (size_t)c * 4 * 192, raw, 4 * 192));
+  printf(", max abs err raw %.2e", worst);
+  CU_ASSERT(worst <= 1e-4);
+  fr_engine_destroy(engine);
+  free(in), free(raw), free(big), free(emb), free(got_raw), free(norms);
+}
+
 static void test_no_validation_messages(void) { CU_ASSERT_EQUAL(fr_vk_validation_messages(ctx), 0); }
 
 int main(void)
@@ -125,6 +159,7 @@ int main(void)
   CU_pSuite s = CU_add_suite("golden", NULL, NULL);
   CU_add_test(s, "golden set A through the Vulkan engine", test_formula_set);
   CU_add_test(s, "golden set B (LFW) through the Vulkan engine", test_lfw_set);
+  CU_add_test(s, "a batch split into several device submissions", test_chunked_batch);
   CU_add_test(s, "no validation messages", test_no_validation_messages);
   int rc = test_run_all();
   if (have_model)
