@@ -9,42 +9,97 @@ static int compare_double(const void *a, const void *b)
   return (x > y) - (x < y);
 }
 
-/* TPR at the threshold that accepts at most far * n_impostor impostor pairs. */
-static double tpr_at_far(const double *gen_sorted, int64_t ng, const double *imp_sorted, int64_t ni, double far)
+double fr_threshold_at_false_rate(const double *sorted, int64_t n, double rate)
 {
-  int64_t allowed = (int64_t)floor(far * (double)ni);
-  /* Threshold t = the (allowed+1)-th largest impostor score: scores > t are accepted. */
-  double t = imp_sorted[ni - 1 - allowed];
-  int64_t lo = 0, hi = ng; /* first genuine score > t */
+  /* rate * n can land just below the integer the caller meant (0.29 * 100 =
+   * 28.999999999999996): the 1e-9 guard takes that as 29. */
+  double allowed_d = floor(rate * (double)n + 1e-9);
+  if (allowed_d >= (double)n)
+    return -INFINITY;
+  int64_t allowed = (int64_t)allowed_d;
+  return sorted[n - 1 - allowed];
+}
+
+/* Number of sorted scores strictly above t. */
+static int64_t count_above(const double *sorted, int64_t n, double t)
+{
+  int64_t lo = 0, hi = n; /* first score > t */
   while (lo < hi) {
     int64_t mid = lo + (hi - lo) / 2;
-    if (gen_sorted[mid] > t)
+    if (sorted[mid] > t)
       hi = mid;
     else
       lo = mid + 1;
   }
-  return (double)(ng - lo) / (double)ng;
+  return n - lo;
+}
+
+static int copy_sorted(const double *src, int64_t n, const char *what, double **out, fr_error *err)
+{
+  double *d = malloc((size_t)n * sizeof(double));
+  if (!d)
+    return fr_error_set(err, FR_ERR_NOMEM, "verification: out of memory for %lld %s scores", (long long)n, what);
+  for (int64_t i = 0; i < n; i++) {
+    if (isnan(src[i])) {
+      free(d);
+      return fr_error_set(err, FR_ERR_INVALID, "verification: %s score %lld is NaN", what, (long long)i);
+    }
+    d[i] = src[i];
+  }
+  qsort(d, (size_t)n, sizeof(double), compare_double);
+  *out = d;
+  return FR_OK;
+}
+
+static int check_sizes(int64_t ng, int64_t ni, fr_error *err)
+{
+  if (ng <= 0 || ni <= 0)
+    return fr_error_set(err, FR_ERR_INVALID, "verification needs genuine and impostor pairs (got %lld and %lld)",
+                        (long long)ng, (long long)ni);
+  return FR_OK;
+}
+
+int fr_verification_tpr_at_fars(const double *genuine, int64_t ng, const double *impostor, int64_t ni,
+                                const double *fars, int n_far, double *tpr, double *thresholds, fr_error *err)
+{
+  int rc = check_sizes(ng, ni, err);
+  if (rc)
+    return rc;
+  for (int k = 0; k < n_far; k++)
+    if (!(fars[k] >= 0 && fars[k] <= 1))
+      return fr_error_set(err, FR_ERR_INVALID, "verification: FAR %g (entry %d) is not in [0, 1]", fars[k], k);
+  double *g = NULL, *im = NULL;
+  if ((rc = copy_sorted(genuine, ng, "genuine", &g, err)) || (rc = copy_sorted(impostor, ni, "impostor", &im, err))) {
+    free(g);
+    return rc;
+  }
+  for (int k = 0; k < n_far; k++) {
+    double t = fr_threshold_at_false_rate(im, ni, fars[k]);
+    tpr[k] = (double)count_above(g, ng, t) / (double)ng;
+    if (thresholds)
+      thresholds[k] = t;
+  }
+  free(g);
+  free(im);
+  return FR_OK;
 }
 
 int fr_verification_from_scores(const double *genuine, int64_t ng, const double *impostor, int64_t ni,
                                 fr_verification *out, fr_error *err)
 {
-  if (ng <= 0 || ni <= 0)
-    return fr_error_set(err, FR_ERR_INVALID, "verification needs genuine and impostor pairs (got %lld and %lld)",
-                        (long long)ng, (long long)ni);
-  double *g = malloc((size_t)ng * sizeof(double)), *im = malloc((size_t)ni * sizeof(double));
-  if (!g || !im) {
+  int rc = check_sizes(ng, ni, err);
+  if (rc)
+    return rc;
+  double *g = NULL, *im = NULL;
+  if ((rc = copy_sorted(genuine, ng, "genuine", &g, err)) || (rc = copy_sorted(impostor, ni, "impostor", &im, err))) {
     free(g);
-    free(im);
-    return fr_error_set(err, FR_ERR_NOMEM, "verification: out of memory for %lld pairs", (long long)(ng + ni));
+    return rc;
   }
   double gs = 0, is = 0;
   for (int64_t i = 0; i < ng; i++)
-    gs += g[i] = genuine[i];
+    gs += genuine[i];
   for (int64_t i = 0; i < ni; i++)
-    is += im[i] = impostor[i];
-  qsort(g, (size_t)ng, sizeof(double), compare_double);
-  qsort(im, (size_t)ni, sizeof(double), compare_double);
+    is += impostor[i];
   /* Sweep thresholds at every distinct score: below the threshold -> "different". */
   double best = 0, best_t = 0;
   int64_t gi = 0, ii = 0; /* counts of genuine / impostor scores <= t */
@@ -64,8 +119,8 @@ int fr_verification_from_scores(const double *genuine, int64_t ng, const double 
   out->impostor = ni;
   out->accuracy = best;
   out->threshold = best_t;
-  out->tpr_at_far_1e3 = tpr_at_far(g, ng, im, ni, 1e-3);
-  out->tpr_at_far_1e4 = tpr_at_far(g, ng, im, ni, 1e-4);
+  out->tpr_at_far_1e3 = (double)count_above(g, ng, fr_threshold_at_false_rate(im, ni, 1e-3)) / (double)ng;
+  out->tpr_at_far_1e4 = (double)count_above(g, ng, fr_threshold_at_false_rate(im, ni, 1e-4)) / (double)ng;
   out->genuine_mean = gs / (double)ng;
   out->impostor_mean = is / (double)ni;
   free(g);
@@ -76,6 +131,9 @@ int fr_verification_from_scores(const double *genuine, int64_t ng, const double 
 int fr_verification_all_pairs(const float *emb, const int *labels, int n, int dim, fr_verification *out,
                               fr_error *err)
 {
+  if (n < 2 || dim <= 0)
+    return fr_error_set(err, FR_ERR_INVALID, "verification: need at least 2 items and a positive dimension (got %d, %d)",
+                        n, dim);
   int64_t ng = 0, ni = 0;
   for (int i = 0; i < n; i++)
     for (int j = i + 1; j < n; j++) {
