@@ -147,7 +147,7 @@ int fr_edc_compute(const double *genuine, const double *genuine_quality, int64_t
   int rc;
   if ((rc = check_scores(genuine, ng, "EDC: genuine", err)))
     return rc;
-  double t;
+  double t = 0.0; /* set by edc_threshold on success */
   if ((rc = edc_threshold(genuine, ng, impostor, ni, &o, &t, err)))
     return rc;
 

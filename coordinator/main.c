@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "faceri/commands.h"
+#include "faceri/worker_loop.h"
 
 static const char usage[] =
     "usage: faceri COMMAND [OPTIONS]\n"
@@ -14,6 +15,7 @@ static const char usage[] =
     "  bench     measure images/s, per-layer times and device memory\n"
     "  devices   list the Vulkan devices with their limits and memory\n"
     "  model     import a model (model import) or describe one (model info)\n"
+    "  worker    serve a coordinator: embed the shards it sends (faceri worker --connect ENDPOINT)\n"
     "\n"
     "Run 'faceri COMMAND --help' for a command's options.\n"
     "Exit codes: 0 success, 1 error, 2 usage error, 3 done but some items failed.\n"
@@ -44,6 +46,8 @@ int main(int argc, char **argv)
     return fr_cmd_devices(argc - 1, argv + 1);
   if (!strcmp(cmd, "model"))
     return fr_cmd_model(argc - 1, argv + 1);
+  if (!strcmp(cmd, "worker"))
+    return fr_cmd_worker(argc - 1, argv + 1);
   fprintf(stderr, "faceri: unknown command \"%s\"\n\n%s", cmd, usage);
   return FR_EXIT_USAGE;
 }
