@@ -165,6 +165,12 @@ static int add_item(embed_job *job, const fr_input_item *item, fr_error *err)
   }
   if (item->status != FR_OK)
     return push_row(job, item->key, item->label, FR_ITEM_FAILED, item->error, 0, 0, -1, err);
+  if (item->size == 0) {
+    /* An empty file is a broken image more often than a stray note: a failure, as the worker says. */
+    char why[256];
+    snprintf(why, sizeof(why), "%s: empty file (0 bytes)", item->key);
+    return push_row(job, item->key, item->label, FR_ITEM_FAILED, why, 0, 0, -1, err);
+  }
   if (!item->is_image) {
     char why[256];
     snprintf(why, sizeof(why), "%s: not an image (JPEG, PNG, PGM/PPM), skipped", item->key);
