@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "faceri/commands.h"
+#include "faceri/scheduler.h"
 #include "faceri/worker_loop.h"
 
 static const char usage[] =
@@ -11,7 +12,9 @@ static const char usage[] =
     "Face embeddings and recognizability on any Vulkan device.\n"
     "\n"
     "commands:\n"
-    "  embed     embed face images, folders or archives into an HDF5 file\n"
+    "  run       embed face archives on every Vulkan device: coordinator + in-process workers\n"
+    "  coordinate  serve face archives to 'faceri worker' processes on a fleet, collect results\n"
+    "  embed     embed face images, folders or archives into an HDF5 file, in one process\n"
     "  bench     measure images/s, per-layer times and device memory\n"
     "  devices   list the Vulkan devices with their limits and memory\n"
     "  model     import a model (model import) or describe one (model info)\n"
@@ -38,6 +41,10 @@ int main(int argc, char **argv)
     printf("faceri %s\n", FACERI_VERSION);
     return FR_EXIT_OK;
   }
+  if (!strcmp(cmd, "run"))
+    return fr_cmd_run(argc - 1, argv + 1);
+  if (!strcmp(cmd, "coordinate"))
+    return fr_cmd_coordinate(argc - 1, argv + 1);
   if (!strcmp(cmd, "embed"))
     return fr_cmd_embed(argc - 1, argv + 1);
   if (!strcmp(cmd, "bench"))

@@ -343,6 +343,20 @@ fail:
   return rc;
 }
 
+int fr_results_register_label(fr_results_file *rf, const char *label, int *id, fr_error *err)
+{
+  int before = fr_label_map_size(&rf->labels);
+  *id = fr_label_map_get(&rf->labels, label, 1);
+  if (*id < 0)
+    return fr_error_set(err, FR_ERR_NOMEM, "%s: out of memory for labels", rf->path);
+  if (fr_label_map_size(&rf->labels) > before) {
+    if (fr_h5_write_rows(rf->label_names, rf->utf8_type, rf->n_labels, 1, 0, &label) < 0)
+      return fail(rf, "append to /labels/name", err);
+    rf->n_labels++;
+  }
+  return FR_OK;
+}
+
 int fr_results_write_items(fr_results_file *rf, int64_t first, const fr_result_row *rows, int n, int64_t shard_id,
                            fr_error *err)
 {
@@ -377,22 +391,8 @@ int fr_results_write_items(fr_results_file *rf, int64_t first, const fr_result_r
     height[i] = r->height;
     shard[i] = shard_id;
     label[i] = -1;
-    if (r->label && *r->label) {
-      int before = fr_label_map_size(&rf->labels);
-      label[i] = fr_label_map_get(&rf->labels, r->label, 1);
-      if (label[i] < 0) {
-        rc = fr_error_set(err, FR_ERR_NOMEM, "%s: out of memory for labels", rf->path);
-        goto done;
-      }
-      if (fr_label_map_size(&rf->labels) > before) {
-        const char *name = r->label;
-        if (fr_h5_write_rows(rf->label_names, rf->utf8_type, rf->n_labels, 1, 0, &name) < 0) {
-          rc = fail(rf, "append to /labels/name", err);
-          goto done;
-        }
-        rf->n_labels++;
-      }
-    }
+    if (r->label && *r->label && (rc = fr_results_register_label(rf, r->label, &label[i], err)))
+      goto done;
   }
   if (fr_h5_write_rows(rf->embedding, H5T_NATIVE_FLOAT, first, n, d, emb) < 0 ||
       fr_h5_write_rows(rf->norm, H5T_NATIVE_FLOAT, first, n, 0, norm) < 0 ||

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "faceri/error.h"
+#include "faceri/item_status.h"
 
 #define FR_PROTO_MAGIC "FACERI" /* 6 bytes, then u16 version: the version frame */
 #define FR_PROTO_VERSION 1
@@ -86,7 +87,6 @@ typedef struct fr_msg_shard {
   fr_shard_item *items;
 } fr_msg_shard;
 
-typedef enum fr_item_status { FR_ITEM_OK = 0, FR_ITEM_FAILED = 1, FR_ITEM_SKIPPED = 2 } fr_item_status;
 
 typedef struct fr_result_item {
   uint64_t index;

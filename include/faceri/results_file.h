@@ -10,15 +10,10 @@
 #include <stdint.h>
 
 #include "faceri/error.h"
+#include "faceri/item_status.h"
 
 #define FR_RESULTS_SCHEMA_VERSION 2
 
-typedef enum fr_item_status {
-  FR_ITEM_PENDING = -1, /* row not written yet (fill value) */
-  FR_ITEM_OK = 0,
-  FR_ITEM_FAILED = 1,   /* could not be read, decoded, cropped or embedded: see /items/error */
-  FR_ITEM_SKIPPED = 2,  /* not an image (README, .info, ...) */
-} fr_item_status;
 
 typedef struct fr_input_fingerprint {
   char path[1024];
@@ -58,6 +53,11 @@ int fr_results_committed_count(const fr_results_file *rf);
 void fr_results_committed_range(const fr_results_file *rf, int i, int64_t *first, int64_t *count);
 /* 1 if global item `index` lies in a committed shard. */
 int fr_results_is_committed(const fr_results_file *rf, int64_t index);
+
+/* Gives a label its /labels/name index (the existing one, or the next). Callers that
+ * register labels in input order get ids that do not depend on which shard commits
+ * first; fr_results_write_items registers any label it has not seen. */
+int fr_results_register_label(fr_results_file *rf, const char *label, int *id, fr_error *err);
 
 typedef struct fr_result_row {
   const char *key;        /* bytes as found; may be non-UTF-8 */

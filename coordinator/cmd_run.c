@@ -1,0 +1,434 @@
+/* faceri coordinate (the head node of a fleet) and faceri run (the same
+ * coordinator plus in-process workers over inproc://, one ZeroMQ context). */
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "faceri/cli_util.h"
+#include "faceri/commands.h"
+#include "faceri/log.h"
+#include "faceri/model.h"
+#include "faceri/scheduler.h"
+#include "faceri/vk_context.h"
+#include "faceri/worker_loop.h"
+
+static const char coordinate_usage[] =
+    "usage: faceri coordinate --bind ENDPOINT [OPTIONS] -o OUT.h5 INPUT...\n"
+    "\n"
+    "The head node of a fleet: streams the inputs (image files, folders, archives) into\n"
+    "shards, leases them to `faceri worker --connect ENDPOINT` processes, and writes every\n"
+    "item's row to OUT.h5 (docs/FORMAT.md). Lost workers' shards are re-queued.\n"
+    "\n"
+    "options:\n"
+    "      --bind ENDPOINT    ZeroMQ endpoint to listen on, e.g. tcp://*:5555 (required)\n"
+    "  -o, --output FILE      results file (required)\n"
+    "  -m, --model FILE       the model workers must use (its SHA-256 and D are checked;\n"
+    "                         default: $FACERI_MODEL or models/mobilefacenet.h5)\n"
+    "      --shard-size S     items per shard (default 64)\n"
+    "      --resume           continue an interrupted run into the same OUT.h5\n"
+    "      --heartbeat-ms MS  heartbeat interval (default 1000)\n"
+    "      --liveness N       missed heartbeats before a worker is dead (default 5)\n"
+    "      --max-attempts N   leases before a shard is written as failed (default 3)\n"
+    "      --json             print only the JSON summary on stdout (no progress)\n"
+    "  -h, --help             this text\n"
+    "\n"
+    "Exit codes: 0 all items ok, 3 finished with item errors, 1 failed, 2 usage.\n";
+
+static const char run_usage[] =
+    "usage: faceri run [OPTIONS] -o OUT.h5 INPUT...\n"
+    "\n"
+    "Embeds every image in the inputs with in-process workers (one per Vulkan device\n"
+    "unless --workers is given) and writes OUT.h5 (docs/FORMAT.md). Same coordinator as\n"
+    "`faceri coordinate`, over inproc://.\n"
+    "\n"
+    "options:\n"
+    "  -o, --output FILE      results file (required)\n"
+    "  -m, --model FILE       model file (default: $FACERI_MODEL or models/mobilefacenet.h5)\n"
+    "  -w, --workers N        in-process workers (default: one per Vulkan device)\n"
+    "  -d, --device SEL       Vulkan device index or name for every worker\n"
+    "  -b, --batch B          images per device batch (default 32)\n"
+    "      --shard-size S     items per shard (default 64)\n"
+    "      --resume           continue an interrupted run into the same OUT.h5\n"
+    "      --heartbeat-ms MS, --liveness N, --max-attempts N   as for coordinate\n"
+    "      --json             print only the JSON summary on stdout (no progress)\n"
+    "  -h, --help             this text\n"
+    "\n"
+    "Exit codes: 0 all items ok, 3 finished with item errors, 1 failed, 2 usage.\n";
+
+static atomic_int g_stop;
+static void on_signal(int sig)
+{
+  (void)sig;
+  atomic_store(&g_stop, 1);
+}
+
+static void json_string(FILE *out, const char *s)
+{
+  fputc('"', out);
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p == '"' || *p == '\\')
+      fprintf(out, "\\%c", *p);
+    else if (*p < 0x20 || *p >= 0x7f)
+      fprintf(out, "\\u%04x", *p);
+    else
+      fputc(*p, out);
+  }
+  fputc('"', out);
+}
+
+void fr_coordinator_print_json(FILE *out, const char *command, const char *output, int status_ok,
+                               const fr_coordinator_summary *s)
+{
+  fprintf(out, "{\"command\":");
+  json_string(out, command);
+  fprintf(out, ",\"output\":");
+  json_string(out, output);
+  fprintf(out, ",\"status\":\"%s\",\"items\":%lld,\"ok\":%lld,\"failed\":%lld,\"skipped\":%lld,\"resumed\":%lld,",
+          !status_ok ? "error" : s->complete ? "complete" : "interrupted", (long long)s->items, (long long)s->ok,
+          (long long)s->failed, (long long)s->skipped, (long long)s->resumed);
+  fprintf(out, "\"shards\":%lld,\"shards_failed\":%lld,\"leases_lost\":%lld,\"messages_dropped\":%lld,"
+          "\"input_errors\":%d,\"refused_workers\":%d,\"seconds\":%.3f,\"items_per_s\":%.2f,\"workers\":[",
+          (long long)s->shards_committed, (long long)s->shards_failed, (long long)s->leases_lost,
+          (long long)s->messages_dropped, s->input_errors, s->refused_workers, s->seconds,
+          s->seconds > 0 ? (double)s->items / s->seconds : 0.0);
+  for (int i = 0; i < s->n_workers; i++) {
+    const fr_coordinator_worker_share *w = &s->workers[i];
+    fprintf(out, "%s{\"name\":", i ? "," : "");
+    json_string(out, w->name);
+    fprintf(out, ",\"device\":");
+    json_string(out, w->device);
+    fprintf(out, ",\"shards\":%lld,\"items\":%lld,\"share\":%.4f}", (long long)w->shards, (long long)w->items,
+            s->items > 0 ? (double)w->items / (double)s->items : 0.0);
+  }
+  fprintf(out, "]}\n");
+}
+
+/* A bar on a terminal, a line every 10 s otherwise. */
+typedef struct progress_view {
+  const char *what;
+  int tty;
+  double last;
+} progress_view;
+
+static void show_progress(const fr_coordinator_progress *p, void *user)
+{
+  progress_view *v = user;
+  double now = fr_now_seconds();
+  int final = p->items_total >= 0 && p->items_done >= p->items_total;
+  if (!final && now - v->last < (v->tty ? 0.2 : 10.0))
+    return;
+  v->last = now;
+  double rate = p->seconds > 0 ? (double)p->items_done / p->seconds : 0.0;
+  char eta[32] = "?";
+  if (p->items_total >= 0 && rate > 0)
+    snprintf(eta, sizeof(eta), "%.0fs", (double)(p->items_total - p->items_done) / rate);
+  char total[32] = "?";
+  if (p->items_total >= 0)
+    snprintf(total, sizeof(total), "%lld", (long long)p->items_total);
+  fprintf(stderr, "%s%s: %lld/%s items, %.1f/s, ETA %s, %d worker(s), %lld error(s)%s", v->tty ? "\r" : "", v->what,
+          (long long)p->items_done, total, rate, eta, p->live_workers, (long long)p->items_failed,
+          v->tty ? "   " : "\n");
+  fflush(stderr);
+}
+
+typedef struct common_args {
+  fr_coordinator_options co;
+  const char *model_path;
+  int json;
+  /* run only */
+  long workers, batch;
+  const char *device;
+} common_args;
+
+enum { OPT_BIND = 256, OPT_SHARD, OPT_RESUME, OPT_HB, OPT_LIVE, OPT_ATTEMPTS, OPT_JSON };
+
+/* Parses the options both commands share (and run's); returns FR_OK or a usage error. */
+static int parse_args(int argc, char **argv, int is_run, common_args *a, int *help, fr_error *err)
+{
+  static const struct option longopts[] = {
+      {"bind", required_argument, 0, OPT_BIND},         {"output", required_argument, 0, 'o'},
+      {"model", required_argument, 0, 'm'},             {"shard-size", required_argument, 0, OPT_SHARD},
+      {"resume", no_argument, 0, OPT_RESUME},           {"heartbeat-ms", required_argument, 0, OPT_HB},
+      {"liveness", required_argument, 0, OPT_LIVE},     {"max-attempts", required_argument, 0, OPT_ATTEMPTS},
+      {"json", no_argument, 0, OPT_JSON},               {"workers", required_argument, 0, 'w'},
+      {"batch", required_argument, 0, 'b'},             {"device", required_argument, 0, 'd'},
+      {"help", no_argument, 0, 'h'},                    {0, 0, 0, 0}};
+  long v;
+  int c;
+  optind = 1;
+  *help = 0;
+  while ((c = getopt_long(argc, argv, is_run ? "o:m:w:b:d:h" : "o:m:h", longopts, NULL)) != -1) {
+    switch (c) {
+    case OPT_BIND:
+      if (is_run)
+        return fr_error_set(err, FR_ERR_INVALID, "--bind is for `faceri coordinate`; run uses inproc://");
+      a->co.bind = optarg;
+      break;
+    case 'o': a->co.output = optarg; break;
+    case 'm': a->model_path = optarg; break;
+    case OPT_SHARD:
+      if (fr_parse_int("--shard-size", optarg, 1, 65536, &v, err))
+        return FR_ERR_INVALID;
+      a->co.shard_size = (int)v;
+      break;
+    case OPT_RESUME: a->co.resume = 1; break;
+    case OPT_HB:
+      if (fr_parse_int("--heartbeat-ms", optarg, 10, 600000, &v, err))
+        return FR_ERR_INVALID;
+      a->co.heartbeat_ms = (int)v;
+      break;
+    case OPT_LIVE:
+      if (fr_parse_int("--liveness", optarg, 1, 1000, &v, err))
+        return FR_ERR_INVALID;
+      a->co.liveness = (int)v;
+      break;
+    case OPT_ATTEMPTS:
+      if (fr_parse_int("--max-attempts", optarg, 1, 1000, &v, err))
+        return FR_ERR_INVALID;
+      a->co.max_attempts = (int)v;
+      break;
+    case OPT_JSON: a->json = 1; break;
+    case 'w':
+      if (!is_run || fr_parse_int("--workers", optarg, 1, 256, &a->workers, err))
+        return fr_error_set(err, FR_ERR_INVALID, "--workers: %s", is_run ? err->message : "only for `faceri run`");
+      break;
+    case 'b':
+      if (!is_run || fr_parse_int("--batch", optarg, 1, 4096, &a->batch, err))
+        return fr_error_set(err, FR_ERR_INVALID, "--batch: %s", is_run ? err->message : "only for `faceri run`");
+      break;
+    case 'd': a->device = optarg; break;
+    case 'h': *help = 1; return FR_OK;
+    default: return fr_error_set(err, FR_ERR_INVALID, "unknown option");
+    }
+  }
+  if (!is_run && !a->co.bind)
+    return fr_error_set(err, FR_ERR_INVALID, "--bind ENDPOINT is required");
+  if (!a->co.output)
+    return fr_error_set(err, FR_ERR_INVALID, "-o OUT.h5 is required");
+  if (optind >= argc)
+    return fr_error_set(err, FR_ERR_INVALID, "no INPUT given");
+  a->co.inputs = (const char *const *)(argv + optind);
+  a->co.n_inputs = argc - optind;
+  return FR_OK;
+}
+
+/* Reads the model's identity only: workers load and run it, the coordinator never touches a device. */
+static int model_identity(common_args *a, fr_model *m, fr_error *err)
+{
+  if (!a->model_path)
+    a->model_path = fr_model_default_path();
+  int rc = fr_model_load(a->model_path, m, err);
+  if (rc)
+    return rc;
+  a->co.model_sha256 = m->file_sha256;
+  a->co.embedding_size = m->embedding_size;
+  a->co.model_path = a->model_path;
+  a->co.architecture = m->architecture;
+  a->co.command_line = fr_command_line();
+  return FR_OK;
+}
+
+static int exit_code(int rc, const fr_coordinator_summary *s)
+{
+  if (rc || !s->complete)
+    return FR_EXIT_ERROR;
+  return s->failed || s->input_errors ? FR_EXIT_PARTIAL : FR_EXIT_OK;
+}
+
+static int finish(const char *command, common_args *a, int rc, fr_error *err, fr_coordinator_summary *sum)
+{
+  if (rc)
+    fprintf(stderr, "faceri %s: %s\n", command, err->message);
+  else if (!sum->complete)
+    fprintf(stderr, "faceri %s: interrupted; %s stays resumable (--resume)\n", command, a->co.output);
+  if (sum->input_errors)
+    fprintf(stderr, "faceri %s: %d input(s) failed part-way, first: %s\n", command, sum->input_errors,
+            sum->first_input_error);
+  fr_coordinator_print_json(stdout, command, a->co.output, rc == FR_OK, sum);
+  int code = exit_code(rc, sum);
+  fr_coordinator_summary_free(sum);
+  return code;
+}
+
+static void install_signals(void)
+{
+  atomic_store(&g_stop, 0);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_signal;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+}
+
+int fr_cmd_coordinate(int argc, char **argv)
+{
+  common_args a = {0};
+  fr_error err = {0};
+  int help;
+  if (parse_args(argc, argv, 0, &a, &help, &err)) {
+    fprintf(stderr, "faceri coordinate: %s\n\n%s", err.message, coordinate_usage);
+    return FR_EXIT_USAGE;
+  }
+  if (help) {
+    fputs(coordinate_usage, stdout);
+    return FR_EXIT_OK;
+  }
+  fr_model model = {0};
+  fr_coordinator_summary sum = {0};
+  int rc = model_identity(&a, &model, &err);
+  progress_view view = {.what = "coordinate", .tty = isatty(fileno(stderr))};
+  if (!a.json) {
+    a.co.on_progress = show_progress;
+    a.co.progress_user = &view;
+  }
+  a.co.stop = &g_stop;
+  install_signals();
+  void *zctx = rc ? NULL : zmq_ctx_new();
+  if (!rc && !zctx)
+    rc = fr_error_set(&err, FR_ERR_IO, "cannot create a ZeroMQ context: %s", zmq_strerror(zmq_errno()));
+  if (!rc)
+    rc = fr_coordinator_run(&a.co, zctx, &sum, &err);
+  if (view.tty && !a.json)
+    fputc('\n', stderr);
+  if (zctx)
+    zmq_ctx_term(zctx);
+  int code = finish("coordinate", &a, rc, &err, &sum);
+  fr_model_free(&model);
+  return code;
+}
+
+/* ---- faceri run: coordinator + in-process workers ---- */
+
+typedef struct run_worker {
+  pthread_t thread;
+  int started;
+  fr_worker_options opts;
+  fr_worker_control control;
+  fr_error err;
+  int rc;
+  char name[32], device[16];
+  void *zctx;
+  atomic_int *live; /* workers still running */
+} run_worker;
+
+static void *worker_thread(void *arg)
+{
+  run_worker *w = arg;
+  w->rc = fr_worker_run(&w->opts, w->zctx, &w->err);
+  if (w->rc)
+    fr_log_error("%s: %s", w->name, w->err.message);
+  /* No worker left: the coordinator would wait forever. */
+  if (atomic_fetch_sub(w->live, 1) == 1)
+    atomic_store(&g_stop, 1);
+  return NULL;
+}
+
+/* One worker per Vulkan device, preferring real GPUs over CPU implementations. */
+static int default_worker_count(void)
+{
+  fr_vk_device_info *devs = NULL;
+  int n = 0;
+  fr_error err = {0};
+  if (fr_vk_list_devices(&devs, &n, &err) || n <= 0) {
+    free(devs);
+    return 1;
+  }
+  int gpus = 0;
+  for (int i = 0; i < n; i++)
+    gpus += devs[i].type != VK_PHYSICAL_DEVICE_TYPE_CPU;
+  free(devs);
+  return gpus > 0 ? gpus : 1;
+}
+
+int fr_cmd_run(int argc, char **argv)
+{
+  common_args a = {.batch = 32};
+  fr_error err = {0};
+  int help;
+  if (parse_args(argc, argv, 1, &a, &help, &err)) {
+    fprintf(stderr, "faceri run: %s\n\n%s", err.message, run_usage);
+    return FR_EXIT_USAGE;
+  }
+  if (help) {
+    fputs(run_usage, stdout);
+    return FR_EXIT_OK;
+  }
+  fr_model model = {0};
+  fr_coordinator_summary sum = {0};
+  int rc = model_identity(&a, &model, &err);
+  int n_workers = a.workers > 0 ? (int)a.workers : default_worker_count();
+  char endpoint[64];
+  snprintf(endpoint, sizeof(endpoint), "inproc://faceri-run-%ld", (long)getpid());
+  a.co.bind = endpoint;
+  progress_view view = {.what = "run", .tty = isatty(fileno(stderr))};
+  if (!a.json) {
+    a.co.on_progress = show_progress;
+    a.co.progress_user = &view;
+  }
+  a.co.stop = &g_stop;
+  install_signals();
+  void *zctx = rc ? NULL : zmq_ctx_new();
+  if (!rc && !zctx)
+    rc = fr_error_set(&err, FR_ERR_IO, "cannot create a ZeroMQ context: %s", zmq_strerror(zmq_errno()));
+  run_worker *workers = calloc((size_t)n_workers, sizeof(*workers));
+  if (!rc && !workers)
+    rc = fr_error_set(&err, FR_ERR_NOMEM, "out of memory for %d workers", n_workers);
+  atomic_int live;
+  atomic_init(&live, 0);
+  /* Workers connect before the coordinator binds: ZeroMQ >= 4 queues inproc
+   * connects until the bind, and the coordinator only waits for READYs. */
+  for (int i = 0; i < n_workers && !rc; i++) {
+    run_worker *w = &workers[i];
+    snprintf(w->name, sizeof(w->name), "run-worker-%d", i);
+    if (!a.device && a.workers <= 0 && n_workers > 1)
+      snprintf(w->device, sizeof(w->device), "%d", i);
+    atomic_init(&w->control.stop, 0);
+    w->zctx = zctx;
+    w->live = &live;
+    w->opts = (fr_worker_options){.endpoint = endpoint, .model_path = a.model_path,
+                                  .device = a.device ? a.device : (w->device[0] ? w->device : NULL),
+                                  .batch = (int)a.batch, .heartbeat_ms = a.co.heartbeat_ms,
+                                  .liveness = a.co.liveness, .name = w->name, .control = &w->control};
+    atomic_fetch_add(&live, 1);
+    if (pthread_create(&w->thread, NULL, worker_thread, w) != 0) {
+      atomic_fetch_sub(&live, 1);
+      rc = fr_error_set(&err, FR_ERR_INTERNAL, "cannot start worker thread %d", i);
+    } else {
+      w->started = 1;
+    }
+  }
+  if (!rc)
+    rc = fr_coordinator_run(&a.co, zctx, &sum, &err);
+  if (view.tty && !a.json)
+    fputc('\n', stderr);
+  /* Normally the workers got STOP 0; on an error or interruption tell them directly. */
+  for (int i = 0; i < n_workers && workers; i++)
+    if (workers[i].started && (rc || !sum.complete))
+      fr_worker_request_stop(&workers[i].control);
+  int worker_errors = 0;
+  for (int i = 0; i < n_workers && workers; i++)
+    if (workers[i].started) {
+      pthread_join(workers[i].thread, NULL);
+      worker_errors += workers[i].rc != FR_OK;
+    }
+  if (!rc && !sum.complete && worker_errors) {
+    for (int i = 0; i < n_workers; i++)
+      if (workers[i].rc) {
+        err = workers[i].err;
+        rc = err.code ? (int)err.code : FR_ERR_INTERNAL;
+        fr_error_prefix(&err, "every worker stopped; %s", workers[i].name);
+        break;
+      }
+  }
+  free(workers);
+  if (zctx)
+    zmq_ctx_term(zctx);
+  int code = finish("run", &a, rc, &err, &sum);
+  fr_model_free(&model);
+  return code;
+}
