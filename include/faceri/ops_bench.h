@@ -1,7 +1,7 @@
 #ifndef FACERI_OPS_BENCH_H
 #define FACERI_OPS_BENCH_H
 /* Micro-benchmark of the conv kernels on MobileFaceNet's layer shapes (random
- * weights, 51 convs): each layer is recorded as its own sequence and run several
+ * weights, 52 convs): each layer is recorded as its own sequence and run several
  * times; wall and process CPU milliseconds and GFLOP/s are reported per layer and in
  * total. On a CPU device (lavapipe) shared with other work, wall time depends on the
  * load; CPU time divided by the core count estimates the uncontended time. */

@@ -31,6 +31,7 @@ typedef struct fr_vk_device_info {
   uint64_t min_texel_offset_alignment;
   uint64_t min_storage_offset_alignment;
   int has_texel_rgba32f;     /* RGBA32F uniform texel buffers usable */
+  int has_int64;             /* shaderInt64: enabled on the device when present */
   int has_timestamps;        /* compute queue writes timestamps */
   float timestamp_period_ns;
   int unified_memory;        /* a memory type is device-local and host-visible */

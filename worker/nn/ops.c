@@ -7,25 +7,46 @@
  *                 texels per kernel row
  *   conv_gemm_i2c other dense convs: implicit im2col one scalar at a time
  *   conv_dw       depthwise convs with channels % 4 == 0
- *   conv_direct   everything else, and every conv on devices without usable texel buffers */
+ *   conv_direct   everything else, and every conv on devices without usable texel buffers
+ * Outputs with out_c % 4 == 0 use the *_64 builds where the device has shaderInt64:
+ * lavapipe stores per lane and per component, so two 64-bit halves per texel halve the
+ * store work (about half of a depthwise conv's time). On CPU devices the GEMMs with a
+ * k-step count in fixed_shapes get a pipeline specialised for it (A fetched once per
+ * lane instead of once per column tile). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "faceri/ops.h"
 
 #define WG 64u
-/* Must match R and CG in shaders/conv_gemm.comp. */
+/* Must match R, CG and WL in shaders/conv_gemm.glsl. */
 #define GEMM_R 4u
 #define GEMM_CG 2u
+#define GEMM_WL 8u /* lanes that share one fetch of weight texels: the narrowest subgroup */
+/* GEMMs specialised for a k-step count on CPU devices: MobileFaceNet's 1x1 convs with
+ * K = 64, 128 and 256, and its 3x3 stem (the window kind: 3 k-steps per kernel row).
+ * K = 512 is left out: it is a few ms, and each unrolled variant costs compile time. */
+#define GEMM_NFIXED 4
+static const struct {
+  uint32_t kind, k4; /* kind: spec constant IM2COL */
+} fixed_shapes[GEMM_NFIXED] = {{0, 16}, {0, 32}, {0, 64}, {2, 9}};
 #define GEMM_T (4u * GEMM_CG)
-/* Must match P in shaders/conv_dw.comp: output pixels along x per lane. */
+/* Must match P in shaders/conv_dw.glsl: output pixels along x per lane. */
 #define DW_P 4u
+/* Longest strip of output rows one depthwise lane computes. */
+#define DW_ROWS_CPU 8u
+#define DW_ROWS_GPU 2u
 
 typedef enum conv_kind { KIND_DIRECT, KIND_GEMM, KIND_IM2COL, KIND_WINDOW, KIND_DW, KIND_DW3S1, KIND_DW3S2 } conv_kind;
 
 struct fr_ops {
   fr_vk_context *ctx;
-  fr_vk_kernel *conv_direct, *gemm, *gemm_i2c, *gemm_win, *dw, *dw3s1, *dw3s2, *l2norm;
+  fr_vk_kernel *conv_direct, *dw, *dw3s1, *dw3s2, *l2norm;
+  /* [kind][out]: out 1 for out_c % 4 == 0 (whole-texel stores, 64-bit halves where the
+   * device has shaderInt64), 0 any out_c. */
+  fr_vk_kernel *gemm[3][2];
+  /* CPU devices: GEMMs specialised as fixed_shapes[i] says ([i][out] as above). */
+  fr_vk_kernel *gemm_fixed[GEMM_NFIXED][2];
   int texel_ok;               /* the texel-fed kernels exist on this device */
   int cpu;                    /* a CPU device (lavapipe): fewer, longer invocations */
   uint32_t direct_wg, gemm_wg, dw_wg;
@@ -43,7 +64,7 @@ typedef struct gemm_push {
 
 typedef struct dw_push {
   uint32_t batch, in_h, in_w, c4, out_h, out_w, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left;
-  uint32_t act, has_residual, x_tiles;
+  uint32_t act, has_residual, x_tiles, y_tiles, rows;
 } dw_push;
 
 static uint32_t clamp_wg(const fr_vk_device_info *info, uint32_t want)
@@ -63,9 +84,9 @@ int fr_ops_create(fr_vk_context *ctx, fr_ops **out, fr_error *err)
   const fr_vk_device_info *info = fr_vk_context_device(ctx);
   ops->cpu = info->type == VK_PHYSICAL_DEVICE_TYPE_CPU;
   /* The texel kernels need RGBA32F texel views (the engine keeps every binding within
-   * maxTexelBufferElements texels, and the view creation checks it), and a subgroup
-   * with shuffles, wide enough to hand out one k-step of weights. */
-  ops->texel_ok = info->has_texel_rgba32f && info->subgroup_size >= GEMM_T &&
+   * maxTexelBufferElements texels, and the view creation checks it), and subgroups
+   * with shuffles, at least GEMM_WL lanes wide to hand out a k-step of weights. */
+  ops->texel_ok = info->has_texel_rgba32f && info->subgroup_size >= GEMM_WL &&
                   (info->subgroup_ops & VK_SUBGROUP_FEATURE_SHUFFLE_BIT) &&
                   info->max_push_constants >= sizeof(gemm_push);
   const fr_vk_binding_kind six_storage[6] = {FR_BIND_STORAGE, FR_BIND_STORAGE, FR_BIND_STORAGE,
@@ -82,16 +103,30 @@ int fr_ops_create(fr_vk_context *ctx, fr_ops **out, fr_error *err)
     /* On a CPU one subgroup per workgroup keeps each workgroup's rows in one core's cache. */
     ops->gemm_wg = clamp_wg(info, ops->cpu ? info->subgroup_size : WG);
     ops->dw_wg = clamp_wg(info, ops->cpu ? info->subgroup_size : WG);
-    uint32_t spec_gemm[2] = {ops->gemm_wg, 0}, spec_i2c[2] = {ops->gemm_wg, 1}, spec_win[2] = {ops->gemm_wg, 2};
-    rc = fr_vk_kernel_create(ctx, "conv_gemm", 6, texel_in, sizeof(gemm_push), spec_gemm, 2, &ops->gemm, err);
-    if (!rc)
-      rc = fr_vk_kernel_create(ctx, "conv_gemm", 6, texel_in, sizeof(gemm_push), spec_i2c, 2, &ops->gemm_i2c, err);
-    if (!rc)
-      rc = fr_vk_kernel_create(ctx, "conv_gemm", 6, texel_in, sizeof(gemm_push), spec_win, 2, &ops->gemm_win, err);
+    /* Variants [..][1] store two 64-bit halves per texel (out_c % 4 == 0). */
+    const char *gemm64 = info->has_int64 ? "conv_gemm_64" : "conv_gemm";
+    /* spec 1 (IM2COL) is the GEMM kind: 0 plain, 1 im2col, 2 window. */
+    for (uint32_t kind = 0; kind < 3 && !rc; kind++) {
+      uint32_t spec[3] = {ops->gemm_wg, kind, 0};
+      rc = fr_vk_kernel_create(ctx, "conv_gemm", 6, texel_in, sizeof(gemm_push), spec, 3, &ops->gemm[kind][0], err);
+      if (!rc)
+        rc = fr_vk_kernel_create(ctx, gemm64, 6, texel_in, sizeof(gemm_push), spec, 3, &ops->gemm[kind][1],
+                                 err);
+    }
+    /* A GPU would spill the unrolled A block to scratch: only CPUs get these. */
+    for (int i = 0; i < GEMM_NFIXED && ops->cpu && !rc; i++) {
+      uint32_t spec[3] = {ops->gemm_wg, fixed_shapes[i].kind, fixed_shapes[i].k4};
+      rc = fr_vk_kernel_create(ctx, "conv_gemm", 6, texel_in, sizeof(gemm_push), spec, 3, &ops->gemm_fixed[i][0],
+                               err);
+      if (!rc)
+        rc = fr_vk_kernel_create(ctx, gemm64, 6, texel_in, sizeof(gemm_push), spec, 3,
+                                 &ops->gemm_fixed[i][1], err);
+    }
     uint32_t spec_dw[3][3] = {{ops->dw_wg, 0, 1}, {ops->dw_wg, 3, 1}, {ops->dw_wg, 3, 2}};
     fr_vk_kernel **dw[3] = {&ops->dw, &ops->dw3s1, &ops->dw3s2};
     for (int i = 0; i < 3 && !rc; i++)
-      rc = fr_vk_kernel_create(ctx, "conv_dw", 6, texel_in, sizeof(dw_push), spec_dw[i], 3, dw[i], err);
+      rc = fr_vk_kernel_create(ctx, info->has_int64 ? "conv_dw_64" : "conv_dw", 6, texel_in, sizeof(dw_push),
+                               spec_dw[i], 3, dw[i], err);
   }
   if (rc) {
     fr_ops_destroy(ops);
@@ -106,9 +141,12 @@ void fr_ops_destroy(fr_ops *ops)
   if (!ops)
     return;
   fr_vk_kernel_destroy(ops->ctx, ops->conv_direct);
-  fr_vk_kernel_destroy(ops->ctx, ops->gemm);
-  fr_vk_kernel_destroy(ops->ctx, ops->gemm_i2c);
-  fr_vk_kernel_destroy(ops->ctx, ops->gemm_win);
+  for (int j = 0; j < 2; j++) {
+    for (int i = 0; i < 3; i++)
+      fr_vk_kernel_destroy(ops->ctx, ops->gemm[i][j]);
+    for (int i = 0; i < GEMM_NFIXED; i++)
+      fr_vk_kernel_destroy(ops->ctx, ops->gemm_fixed[i][j]);
+  }
   fr_vk_kernel_destroy(ops->ctx, ops->dw);
   fr_vk_kernel_destroy(ops->ctx, ops->dw3s1);
   fr_vk_kernel_destroy(ops->ctx, ops->dw3s2);
@@ -276,7 +314,12 @@ static int record_gemm(fr_ops *ops, fr_vk_sequence *seq, const fr_conv_params *p
   if (gx > fr_vk_context_device(ops->ctx)->max_workgroup_count[0])
     return fr_error_set(err, FR_ERR_UNSUPPORTED, "conv %s: %u output rows need more workgroups than the device has",
                         label ? label : "", m);
-  const fr_vk_kernel *kernel = kind == KIND_GEMM ? ops->gemm : kind == KIND_WINDOW ? ops->gemm_win : ops->gemm_i2c;
+  int texel_out = p->out_c % 4 == 0;
+  uint32_t spec_kind = kind == KIND_GEMM ? 0 : kind == KIND_IM2COL ? 1 : 2;
+  const fr_vk_kernel *kernel = ops->gemm[spec_kind][texel_out];
+  for (int i = 0; i < GEMM_NFIXED; i++)
+    if (ops->gemm_fixed[i][texel_out] && fixed_shapes[i].kind == spec_kind && fixed_shapes[i].k4 == k4)
+      kernel = ops->gemm_fixed[i][texel_out];
   return fr_vk_sequence_dispatch(seq, kernel, args, &push, gx, gy, 1, label, err);
 }
 
@@ -284,11 +327,17 @@ static int record_dw(fr_ops *ops, fr_vk_sequence *seq, const fr_conv_params *p, 
                      const fr_vk_arg *args, const char *label, fr_error *err)
 {
   uint32_t c4 = (uint32_t)p->out_c / 4, x_tiles = fr_div_up((uint32_t)p->out_w, DW_P);
+  /* Each lane slides down a strip of output rows, fetching every input row of it once:
+   * long strips on a CPU (few, long invocations), short ones on a GPU (more lanes).
+   * Strips of equal length, so no lane gets a short leftover. */
+  uint32_t max_rows = ops->cpu ? DW_ROWS_CPU : DW_ROWS_GPU;
+  uint32_t y_tiles = fr_div_up((uint32_t)p->out_h, max_rows);
+  uint32_t rows = fr_div_up((uint32_t)p->out_h, y_tiles);
   dw_push push = {(uint32_t)p->batch, (uint32_t)p->in_h, (uint32_t)p->in_w, c4, (uint32_t)p->out_h,
                   (uint32_t)p->out_w, (uint32_t)p->kernel_h, (uint32_t)p->kernel_w, (uint32_t)p->stride_h,
                   (uint32_t)p->stride_w, (uint32_t)p->pad_top, (uint32_t)p->pad_left, (uint32_t)p->activation,
-                  (uint32_t)(p->has_residual != 0), x_tiles};
-  uint64_t lanes = (uint64_t)p->batch * p->out_h * x_tiles * c4;
+                  (uint32_t)(p->has_residual != 0), x_tiles, y_tiles, rows};
+  uint64_t lanes = (uint64_t)p->batch * y_tiles * x_tiles * c4;
   uint32_t gx, gy;
   grid_for(ops->ctx, (lanes + ops->dw_wg - 1) / ops->dw_wg, &gx, &gy);
   const fr_vk_kernel *k = kind == KIND_DW3S1 ? ops->dw3s1 : kind == KIND_DW3S2 ? ops->dw3s2 : ops->dw;

@@ -51,6 +51,7 @@ static void mobilefacenet(bench_net *net, int batch)
   net->n = 0;
   add(net, batch, 112, 3, 64, 3, 2, 0, FR_ACT_PRELU, 0);
   add(net, batch, 56, 64, 64, 3, 1, 1, FR_ACT_PRELU, 0);
+  add(net, batch, 56, 64, 64, 1, 1, 0, FR_ACT_NONE, 0);
   bottleneck(net, batch, 56, 64, 128, 64, 2, 5);
   bottleneck(net, batch, 28, 64, 256, 128, 2, 1);
   bottleneck(net, batch, 14, 128, 256, 128, 1, 6);

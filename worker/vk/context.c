@@ -149,6 +149,9 @@ static void describe_device(VkPhysicalDevice pd, int index, fr_vk_device_info *i
   VkFormatProperties fp;
   vkGetPhysicalDeviceFormatProperties(pd, VK_FORMAT_R32G32B32A32_SFLOAT, &fp);
   info->has_texel_rgba32f = (fp.bufferFeatures & VK_FORMAT_FEATURE_UNIFORM_TEXEL_BUFFER_BIT) != 0;
+  VkPhysicalDeviceFeatures feat;
+  vkGetPhysicalDeviceFeatures(pd, &feat);
+  info->has_int64 = feat.shaderInt64 == VK_TRUE;
   VkPhysicalDeviceMemoryProperties mp;
   vkGetPhysicalDeviceMemoryProperties(pd, &mp);
   for (uint32_t h = 0; h < mp.memoryHeapCount; h++)
@@ -375,8 +378,10 @@ int fr_vk_context_create(const fr_vk_options *opts, fr_vk_context **out, fr_erro
                                  .queueFamilyIndex = ctx->queue_family,
                                  .queueCount = 1,
                                  .pQueuePriorities = &priority};
+  /* 64-bit integers let the kernels store two floats per store on lavapipe. */
+  VkPhysicalDeviceFeatures enabled = {.shaderInt64 = ctx->info.has_int64 ? VK_TRUE : VK_FALSE};
   VkDeviceCreateInfo dci = {.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, .queueCreateInfoCount = 1,
-                            .pQueueCreateInfos = &qci};
+                            .pQueueCreateInfos = &qci, .pEnabledFeatures = &enabled};
   rc = fr_vk_check(vkCreateDevice(ctx->physical, &dci, NULL, &ctx->device), "vkCreateDevice", err);
   if (rc)
     goto fail;
