@@ -29,8 +29,10 @@ struct fr_engine {
   fr_vk_buffer *slots;
   uint64_t *slot_bytes_per_image;
   fr_vk_buffer input, embeddings, norms;
-  fr_vk_sequence *seq;
-  int recorded_batch;
+  /* Two recordings: full chunks and the last, partial one, so a batch that is
+   * split never re-records between its chunks. */
+  fr_vk_sequence *seqs[2];
+  int recorded_batch[2];
   uint64_t weight_bytes, activation_bytes;
 };
 
@@ -165,10 +167,10 @@ static int allocate_activations(fr_engine *e, fr_error *err)
 
 static fr_vk_arg whole(const fr_vk_buffer *b) { return (fr_vk_arg){b, 0, 0}; }
 
-static int record(fr_engine *e, int batch, fr_error *err)
+static int record(fr_engine *e, fr_vk_sequence *seq, int batch, fr_error *err)
 {
   const fr_model *m = e->model;
-  int rc = fr_vk_sequence_begin(e->seq, err);
+  int rc = fr_vk_sequence_begin(seq, err);
   for (int i = 0; i < m->n_layers && !rc; i++) {
     const fr_layer *l = &m->layers[i];
     layer_state *s = &e->layers[i];
@@ -181,19 +183,18 @@ static int record(fr_engine *e, int batch, fr_error *err)
     else if (l->residual >= 0)
       residual = whole(&e->slots[e->layers[l->residual].out_slot]);
     fr_vk_arg slope = l->activation == FR_ACT_PRELU ? whole(&s->slope) : whole(&s->bias);
-    rc = fr_ops_record_conv(e->ops, e->seq, &s->params, input, whole(&s->weights), whole(&s->bias), slope, residual,
+    rc = fr_ops_record_conv(e->ops, seq, &s->params, input, whole(&s->weights), whole(&s->bias), slope, residual,
                             out, e->timing ? l->name : NULL, err);
     if (rc)
       fr_error_prefix(err, "recording layer %d (%s)", i, l->name);
-    fr_vk_sequence_barrier(e->seq);
+    fr_vk_sequence_barrier(seq);
   }
   if (!rc)
-    rc = fr_ops_record_l2norm(e->ops, e->seq, batch, m->embedding_size,
+    rc = fr_ops_record_l2norm(e->ops, seq, batch, m->embedding_size,
                               whole(&e->slots[e->layers[m->output_layer].out_slot]), whole(&e->embeddings),
                               whole(&e->norms), e->timing ? "l2norm" : NULL, err);
   if (!rc)
-    rc = fr_vk_sequence_end(e->seq, err);
-  e->recorded_batch = rc ? 0 : batch;
+    rc = fr_vk_sequence_end(seq, err);
   return rc;
 }
 
@@ -224,8 +225,8 @@ int fr_engine_create(fr_vk_context *ctx, const fr_model *model, const fr_engine_
     rc = plan_slots(e, err);
   if (!rc)
     rc = allocate_activations(e, err);
-  if (!rc)
-    rc = fr_vk_sequence_create(ctx, e->timing ? model->n_layers + 1 : 0, &e->seq, err);
+  for (int i = 0; i < 2 && !rc; i++)
+    rc = fr_vk_sequence_create(ctx, e->timing ? model->n_layers + 1 : 0, &e->seqs[i], err);
   if (rc) {
     fr_engine_destroy(e);
     return rc;
@@ -241,7 +242,8 @@ void fr_engine_destroy(fr_engine *e)
 {
   if (!e)
     return;
-  fr_vk_sequence_destroy(e->seq);
+  fr_vk_sequence_destroy(e->seqs[0]);
+  fr_vk_sequence_destroy(e->seqs[1]);
   for (int i = 0; i < e->n_layers; i++) {
     fr_vk_buffer_destroy(e->ctx, &e->layers[i].weights);
     fr_vk_buffer_destroy(e->ctx, &e->layers[i].bias);
@@ -270,14 +272,20 @@ int fr_engine_run(fr_engine *e, const float *input, int batch, float *embeddings
   const fr_vk_buffer *raw_buf = &e->slots[e->layers[m->output_layer].out_slot];
   for (int start = 0; start < batch; start += e->chunk) {
     int n = batch - start < e->chunk ? batch - start : e->chunk;
+    int which = n == e->chunk ? 0 : 1;
+    fr_vk_sequence *seq = e->seqs[which];
     int rc = FR_OK;
-    if (e->recorded_batch != n)
-      rc = record(e, n, err);
+    if (e->recorded_batch[which] != n) {
+      e->recorded_batch[which] = 0;
+      rc = record(e, seq, n, err);
+      if (!rc)
+        e->recorded_batch[which] = n;
+    }
     if (!rc)
       rc = fr_vk_buffer_upload(e->ctx, &e->input, 0, input + (uint64_t)start * per_image,
                                per_image * (uint64_t)n * sizeof(float), err);
     if (!rc)
-      rc = fr_vk_sequence_run(e->seq, err);
+      rc = fr_vk_sequence_run(seq, err);
     if (!rc)
       rc = fr_vk_buffer_download(e->ctx, &e->embeddings, 0, embeddings + (uint64_t)start * d,
                                  d * (uint64_t)n * sizeof(float), err);
@@ -290,11 +298,11 @@ int fr_engine_run(fr_engine *e, const float *input, int batch, float *embeddings
       return rc;
     }
     if (e->timing) {
-      int count = fr_vk_sequence_timed_count(e->seq);
+      int count = fr_vk_sequence_timed_count(seq);
       for (int i = 0; i < count && i < e->n_layers; i++) {
         const char *label;
         double ms;
-        if (fr_vk_sequence_timing(e->seq, i, &label, &ms) == FR_OK)
+        if (fr_vk_sequence_timing(seq, i, &label, &ms) == FR_OK)
           e->layers[i].total_ms += ms;
       }
     }
