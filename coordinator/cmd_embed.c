@@ -11,9 +11,11 @@
 #include "faceri/engine.h"
 #include "faceri/preprocess.h"
 #include "faceri/input_source.h"
+#include "faceri/labels.h"
 #include "faceri/log.h"
 #include "faceri/model.h"
 #include "faceri/results_file.h"
+#include "faceri/ri.h"
 
 static const char usage[] =
     "usage: faceri embed [OPTIONS] -o OUT.h5 INPUT...\n"
@@ -63,6 +65,7 @@ typedef struct embed_job {
   int64_t first_pending; /* global index of rows[0] */
   int64_t next_shard;
   const char *device;
+  fr_labeler *labeler;  /* NULL: folder labels */
   double batch_start;
   int64_t n_ok, n_failed, n_skipped;
 } embed_job;
@@ -127,6 +130,8 @@ static int flush_rows(embed_job *job, fr_error *err)
                              .width = r->width, .height = r->height,
                              .embedding = slot >= 0 ? job->embeddings + (size_t)slot * d : NULL,
                              .norm = slot >= 0 ? job->norms[slot] : NAN, .ers = NAN, .ri = NAN};
+    if (slot >= 0 && job->model.ui_centre) /* d_UI (ERS-style quality) whenever the model has a UI centre */
+      out[i].ers = (float)(1.0 - fr_ri_cosine(job->embeddings + (size_t)slot * d, job->model.ui_centre, d));
     job->n_ok += r->status == FR_ITEM_OK;
     job->n_failed += r->status == FR_ITEM_FAILED;
     job->n_skipped += r->status == FR_ITEM_SKIPPED;
@@ -154,8 +159,11 @@ static int flush_rows(embed_job *job, fr_error *err)
 }
 
 /* Decode, crop, resize, normalise one item into the batch; failures become rows. */
-static int add_item(embed_job *job, const fr_input_item *item, fr_error *err)
+static int add_item(embed_job *job, const fr_input_item *in, fr_error *err)
 {
+  fr_input_item relabelled = *in;
+  relabelled.label = fr_labeler_apply(job->labeler, in->key, in->label);
+  const fr_input_item *item = &relabelled;
   int64_t index = job->next_index++;
   if (fr_results_is_committed(job->results, index)) {
     /* Done by the interrupted run: flush what is pending so shards stay contiguous, then skip. */
@@ -275,6 +283,7 @@ static int embed_raw(embed_job *job, const char *path, const long shape[4], fr_e
 int fr_cmd_embed(int argc, char **argv)
 {
   const char *output = NULL, *model_path = NULL, *device = NULL, *raw = NULL, *shape_text = NULL;
+  const char *labels_csv = NULL, *label_regex = NULL;
   long batch = 32, shape[4] = {0};
   int json = 0, resume = 0;
   embed_job job = {0};
@@ -284,7 +293,8 @@ int fr_cmd_embed(int argc, char **argv)
       {"device", required_argument, 0, 'd'}, {"batch", required_argument, 0, 'b'},
       {"crop", required_argument, 0, 'c'},   {"input-raw", required_argument, 0, 'r'},
       {"shape", required_argument, 0, 's'},  {"json", no_argument, 0, 'j'},
-      {"resume", no_argument, 0, 'R'},
+      {"resume", no_argument, 0, 'R'},       {"labels", required_argument, 0, 'L'},
+      {"label-regex", required_argument, 0, 'X'},
       {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
   int c;
   optind = 1;
@@ -315,6 +325,8 @@ int fr_cmd_embed(int argc, char **argv)
     case 's': shape_text = optarg; break;
     case 'j': json = 1; break;
     case 'R': resume = 1; break;
+    case 'L': labels_csv = optarg; break;
+    case 'X': label_regex = optarg; break;
     case 'h': fputs(usage, stdout); return FR_EXIT_OK;
     default: fputs(usage, stderr); return FR_EXIT_USAGE;
     }
@@ -338,6 +350,12 @@ int fr_cmd_embed(int argc, char **argv)
     goto usage_error;
   }
 
+  if (fr_labeler_create(labels_csv, label_regex, &job.labeler, &err)) {
+    if (err.code == FR_ERR_INVALID)
+      goto usage_error;
+    fprintf(stderr, "faceri embed: %s\n", err.message);
+    return FR_EXIT_ERROR;
+  }
   job.batch = (int)batch;
   if (!model_path)
     model_path = fr_model_default_path();
@@ -413,6 +431,7 @@ int fr_cmd_embed(int argc, char **argv)
   fr_engine_destroy(job.engine);
   fr_vk_context_destroy(ctx);
   fr_model_free(&job.model);
+  fr_labeler_destroy(job.labeler);
   if (rc || close_rc)
     return FR_EXIT_ERROR;
   return job.n_failed ? FR_EXIT_PARTIAL : FR_EXIT_OK;

@@ -5,14 +5,17 @@
 
 #include "faceri/commands.h"
 #include "faceri/model.h"
+#include "faceri/ui_centre.h"
 
 static const char usage[] =
     "usage: faceri model import SOURCE.tflite -o MODEL.h5\n"
     "       faceri model info [MODEL.h5]\n"
+    "       faceri model set-ui MODEL.h5 UI_INPUT... [--face-region head|whole|degrade] (see --help)\n"
     "import  reads a TFLite flatbuffer (MobileFaceNet) and writes the faceri HDF5 model\n"
     "        file: architecture, fused layers and weights, preprocessing, SHA-256s.\n"
     "info    prints a model file's attributes and layer table (default: the model\n"
-    "        that commands use without --model: $FACERI_MODEL or models/mobilefacenet.h5).\n";
+    "        that commands use without --model: $FACERI_MODEL or models/mobilefacenet.h5).\n"
+    "set-ui  embeds unrecognizable faces and stores their centre in the model (docs/UI_CENTRE.md).\n";
 
 static int cmd_import(int argc, char **argv)
 {
@@ -61,6 +64,8 @@ int fr_cmd_model(int argc, char **argv)
   }
   if (!strcmp(argv[1], "import"))
     return cmd_import(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "set-ui"))
+    return fr_cmd_model_set_ui(argc - 1, argv + 1);
   if (!strcmp(argv[1], "info")) {
     if (argc > 3 || (argc == 3 && argv[2][0] == '-')) {
       fputs(usage, argc == 3 && !strcmp(argv[2], "--help") ? stdout : stderr);

@@ -11,6 +11,7 @@
 
 #include "faceri/cli_util.h"
 #include "faceri/commands.h"
+#include "faceri/labels.h"
 #include "faceri/log.h"
 #include "faceri/model.h"
 #include "faceri/scheduler.h"
@@ -139,13 +140,14 @@ static void show_progress(const fr_coordinator_progress *p, void *user)
 typedef struct common_args {
   fr_coordinator_options co;
   const char *model_path;
+  const char *labels_csv, *label_regex;
   int json;
   /* run only */
   long workers, batch;
   const char *device;
 } common_args;
 
-enum { OPT_BIND = 256, OPT_SHARD, OPT_RESUME, OPT_HB, OPT_LIVE, OPT_ATTEMPTS, OPT_JSON };
+enum { OPT_BIND = 256, OPT_SHARD, OPT_RESUME, OPT_HB, OPT_LIVE, OPT_ATTEMPTS, OPT_JSON, OPT_LABELS, OPT_LABEL_RE };
 
 /* Parses the options both commands share (and run's); returns FR_OK or a usage error. */
 static int parse_args(int argc, char **argv, int is_run, common_args *a, int *help, fr_error *err)
@@ -157,6 +159,7 @@ static int parse_args(int argc, char **argv, int is_run, common_args *a, int *he
       {"liveness", required_argument, 0, OPT_LIVE},     {"max-attempts", required_argument, 0, OPT_ATTEMPTS},
       {"json", no_argument, 0, OPT_JSON},               {"workers", required_argument, 0, 'w'},
       {"batch", required_argument, 0, 'b'},             {"device", required_argument, 0, 'd'},
+      {"labels", required_argument, 0, OPT_LABELS},     {"label-regex", required_argument, 0, OPT_LABEL_RE},
       {"help", no_argument, 0, 'h'},                    {0, 0, 0, 0}};
   long v;
   int c;
@@ -193,6 +196,8 @@ static int parse_args(int argc, char **argv, int is_run, common_args *a, int *he
       a->co.max_attempts = (int)v;
       break;
     case OPT_JSON: a->json = 1; break;
+    case OPT_LABELS: a->labels_csv = optarg; break;
+    case OPT_LABEL_RE: a->label_regex = optarg; break;
     case 'w':
       if (!is_run || fr_parse_int("--workers", optarg, 1, 256, &a->workers, err))
         return fr_error_set(err, FR_ERR_INVALID, "--workers: %s", is_run ? err->message : "only for `faceri run`");
@@ -233,6 +238,17 @@ static int model_identity(common_args *a, fr_model *m, fr_error *err)
   return FR_OK;
 }
 
+/* Reads --labels / --label-regex before anything starts. Returns 0, or the
+ * exit code: a bad regex is a usage error, a bad or missing CSV a failure. */
+static int make_labeler(const char *command, common_args *a)
+{
+  fr_error err = {0};
+  if (!fr_labeler_create(a->labels_csv, a->label_regex, &a->co.labeler, &err))
+    return 0;
+  fprintf(stderr, "faceri %s: %s\n", command, err.message);
+  return err.code == FR_ERR_INVALID ? FR_EXIT_USAGE : FR_EXIT_ERROR;
+}
+
 static int exit_code(int rc, const fr_coordinator_summary *s)
 {
   if (rc || !s->complete)
@@ -252,6 +268,8 @@ static int finish(const char *command, common_args *a, int rc, fr_error *err, fr
   fr_coordinator_print_json(stdout, command, a->co.output, rc == FR_OK, sum);
   int code = exit_code(rc, sum);
   fr_coordinator_summary_free(sum);
+  fr_labeler_destroy(a->co.labeler);
+  a->co.labeler = NULL;
   return code;
 }
 
@@ -278,6 +296,9 @@ int fr_cmd_coordinate(int argc, char **argv)
     fputs(coordinate_usage, stdout);
     return FR_EXIT_OK;
   }
+  int lcode = make_labeler("coordinate", &a);
+  if (lcode)
+    return lcode;
   fr_model model = {0};
   fr_coordinator_summary sum = {0};
   int rc = model_identity(&a, &model, &err);
@@ -358,6 +379,9 @@ int fr_cmd_run(int argc, char **argv)
     fputs(run_usage, stdout);
     return FR_EXIT_OK;
   }
+  int lcode = make_labeler("run", &a);
+  if (lcode)
+    return lcode;
   fr_model model = {0};
   fr_coordinator_summary sum = {0};
   int rc = model_identity(&a, &model, &err);
@@ -406,9 +430,12 @@ int fr_cmd_run(int argc, char **argv)
     rc = fr_coordinator_run(&a.co, zctx, &sum, &err);
   if (view.tty && !a.json)
     fputc('\n', stderr);
-  /* Normally the workers got STOP 0; on an error or interruption tell them directly. */
+  /* Normally the workers got STOP 0; tell them directly anyway: on an error or
+   * an interruption, and when the run ended before a worker had even sent
+   * READY (inputs with nothing to embed), which would otherwise wait out its
+   * reconnect limit for a coordinator that is gone. */
   for (int i = 0; i < n_workers && workers; i++)
-    if (workers[i].started && (rc || !sum.complete))
+    if (workers[i].started)
       fr_worker_request_stop(&workers[i].control);
   int worker_errors = 0;
   for (int i = 0; i < n_workers && workers; i++)

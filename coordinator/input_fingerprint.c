@@ -79,7 +79,7 @@ static int hash_folder(const char *root, const char *rel, EVP_MD_CTX *md, int64_
     }
   }
   closedir(d);
-  if (!rc)
+  if (!rc && n)
     qsort(names, n, sizeof(char *), compare_names);
   for (size_t i = 0; i < n && !rc; i++) {
     char child_rel[4096], child[8192];

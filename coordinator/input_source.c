@@ -458,7 +458,8 @@ static int push_frame(fr_input_source *src, char *path, const struct stat *st, f
     frame_free(&fr);
     return rc;
   }
-  qsort(fr.names, fr.count, sizeof(char *), compare_names);
+  if (fr.count > 0) /* an empty folder has no list at all: qsort(NULL, 0) is undefined */
+    qsort(fr.names, fr.count, sizeof(char *), compare_names);
   src->frames[src->nframes++] = fr;
   return FR_OK;
 }

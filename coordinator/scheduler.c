@@ -3,6 +3,7 @@
  * worker to come back). Single-threaded: the socket, the leases and the
  * results file are touched by this loop only. */
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
@@ -39,6 +40,7 @@ typedef struct coord {
   int n_workers, cap_workers;
   int inputs_done, stopping, finished;
   int64_t commits;
+  int64_t kill_after_commits; /* fault injection (FACERI_FAULT_KILL_AFTER_SHARDS), 0: never */
   double t0, hb_every, dead_after, next_hb, next_progress;
   uint64_t hb_seq;
 } coord;
@@ -136,6 +138,9 @@ static sched_shard *take_lease(coord *c, int i)
 static int count_commit(coord *c)
 {
   c->commits++;
+  /* The crash-and-resume tests: SIGKILL, no clean-up at all, right after a commit (as in faceri embed). */
+  if (c->kill_after_commits > 0 && c->commits == c->kill_after_commits)
+    raise(SIGKILL);
   if (c->o->stop_after_commits > 0 && c->commits >= c->o->stop_after_commits)
     c->stopping = 1;
   return FR_OK;
@@ -622,10 +627,12 @@ int fr_coordinator_run(const fr_coordinator_options *opts, void *zmq_ctx, fr_coo
   c.hb_every = o.heartbeat_ms / 1000.0;
   c.dead_after = c.hb_every * o.liveness;
   c.next_hb = c.t0 + c.hb_every;
+  const char *fault = getenv("FACERI_FAULT_KILL_AFTER_SHARDS");
+  c.kill_after_commits = fault && *fault ? strtoll(fault, NULL, 10) : 0;
   int rc = sched_writer_open(&o, &c.writer, err);
   if (!rc)
-    rc = sched_planner_open(o.inputs, o.n_inputs, o.shard_size, o.max_item_bytes, o.resume ? sched_writer_is_committed : NULL, c.writer,
-                            &c.planner, err);
+    rc = sched_planner_open(o.inputs, o.n_inputs, o.shard_size, o.max_item_bytes, o.labeler,
+                            o.resume ? sched_writer_is_committed : NULL, c.writer, &c.planner, err);
   if (!rc)
     rc = open_socket(&c, zmq_ctx, err);
   if (!rc) {

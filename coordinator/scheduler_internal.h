@@ -45,7 +45,8 @@ void sched_shard_free(sched_shard *s);
 typedef struct sched_planner sched_planner;
 typedef int (*sched_is_committed_fn)(void *ctx, int64_t index);
 int sched_planner_open(const char *const *inputs, int n, int shard_size, size_t max_item_bytes,
-                       sched_is_committed_fn committed, void *ctx, sched_planner **out, fr_error *err);
+                       fr_labeler *labeler, sched_is_committed_fn committed, void *ctx, sched_planner **out,
+                       fr_error *err);
 /* 1 with *out a new shard, 0 when the inputs are exhausted, -1 on a fatal error
  * (out of memory). An input failing part-way is logged, counted, and skipped. */
 int sched_planner_next(sched_planner *p, sched_shard **out, fr_error *err);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "faceri/input_source.h"
+#include "faceri/labels.h"
 #include "faceri/log.h"
 #include "faceri/protocol.h"
 #include "scheduler_internal.h"
@@ -13,6 +14,7 @@
 struct sched_planner {
   fr_input_source *src;
   int shard_size;
+  fr_labeler *labeler;
   sched_is_committed_fn committed;
   void *ctx;
   int64_t next_index;
@@ -39,7 +41,8 @@ void sched_shard_free(sched_shard *s)
 }
 
 int sched_planner_open(const char *const *inputs, int n, int shard_size, size_t max_item_bytes,
-                       sched_is_committed_fn committed, void *ctx, sched_planner **out, fr_error *err)
+                       fr_labeler *labeler, sched_is_committed_fn committed, void *ctx, sched_planner **out,
+                       fr_error *err)
 {
   *out = NULL;
   sched_planner *p = calloc(1, sizeof(*p));
@@ -54,6 +57,7 @@ int sched_planner_open(const char *const *inputs, int n, int shard_size, size_t 
     fr_input_source_set_max_member_bytes(p->src, max_item_bytes);
   p->shard_size = shard_size;
   p->n_inputs = n;
+  p->labeler = labeler;
   p->committed = committed;
   p->ctx = ctx;
   *out = p;
@@ -70,20 +74,24 @@ static char *printf_dup(const char *fmt, const char *a)
 }
 
 /* Copies one input item into the shard; decides locally what a worker need not see. */
-static int add_item(sched_shard *s, const fr_input_item *in, int64_t index, fr_error *err)
+static int add_item(sched_shard *s, const fr_input_item *in, const char *label, int64_t index, fr_error *err)
 {
   sched_item *it = &s->items[s->count];
   memset(it, 0, sizeof(*it));
   it->index = index;
   it->key_len = strlen(in->key);
   it->key = strdup(in->key);
-  it->label = strdup(in->label ? in->label : "");
+  it->label = strdup(label);
   if (!it->key || !it->label)
     goto nomem;
   s->count++; /* from here sched_shard_free releases the item */
   if (in->status != FR_OK) {
     it->status = 1;
     it->error = strdup(in->error && *in->error ? in->error : "unreadable");
+  } else if (in->size == 0) {
+    /* An empty file is a broken image more often than a stray note: failed, as embed and the worker say. */
+    it->status = 1;
+    it->error = printf_dup("%s: empty file (0 bytes)", in->key);
   } else if (!in->is_image) {
     it->status = 2;
     it->error = printf_dup("%s: not an image (JPEG, PNG, PGM/PPM), skipped", in->key);
@@ -150,7 +158,7 @@ int sched_planner_next(sched_planner *p, sched_shard **out, fr_error *err)
     }
     if (s->count == 0)
       s->id = s->first = index;
-    if (add_item(s, &item, index, err)) {
+    if (add_item(s, &item, fr_labeler_apply(p->labeler, item.key, item.label), index, err)) {
       sched_shard_free(s);
       return -1;
     }

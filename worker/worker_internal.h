@@ -54,6 +54,7 @@ typedef struct wk_pipeline {
   int batch, dim;
   size_t per_image;
   int notify_fd; /* written (one byte) whenever a job finishes or the pipeline fails */
+  const float *ui_centre; /* the model's UI centre [dim] or NULL; set before the first submit */
 
   pthread_mutex_t mu; /* everything below up to the pool */
   pthread_cond_t prep_cv, dev_cv;

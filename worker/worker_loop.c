@@ -585,8 +585,11 @@ static int setup_device(wk_worker *w, fr_error *err)
   }
   rc = wk_pipeline_start(&w->pipe, w->engine, &pp, w->batch, w->model.embedding_size, w->decode_threads,
                          w->fds[1], err);
-  if (!rc)
+  if (!rc) {
     w->pipe_started = 1;
+    /* Before any shard is submitted: the device thread reads it only after a submit. */
+    w->pipe.ui_centre = w->model.ui_centre;
+  }
   return rc;
 }
 

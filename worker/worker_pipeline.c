@@ -14,6 +14,7 @@
 
 #include "faceri/image.h"
 #include "faceri/log.h"
+#include "faceri/ri.h"
 #include "worker_internal.h"
 
 double wk_now(void)
@@ -265,6 +266,9 @@ static void run_batch(wk_pipeline *p, wk_batch *b)
     } else {
       memcpy(job->emb + (size_t)slot->item * p->dim, b->emb + (size_t)s * p->dim, (size_t)p->dim * sizeof(float));
       job->res[slot->item].norm = b->norms[s];
+      if (p->ui_centre) /* d_UI whenever the model has a UI centre */
+        job->res[slot->item].ers =
+            (float)(1.0 - fr_ri_cosine(b->emb + (size_t)s * p->dim, p->ui_centre, p->dim));
       wk_job_set_item(job, slot->item, FR_ITEM_OK, slot->width, slot->height, NULL);
     }
     finish_items(p, job, 1);

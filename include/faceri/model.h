@@ -43,6 +43,17 @@ typedef struct fr_layer {
   float *slope;          /* [out_c] for FR_ACT_PRELU, else NULL */
 } fr_layer;
 
+/* Where a model's UI centre came from (the /ui_centre group, docs/MODEL_FORMAT.md §4.1). */
+typedef struct fr_ui_provenance {
+  int count;              /* UI faces averaged */
+  char created[32];       /* ISO-8601 UTC */
+  char face_region[64];   /* how the face was taken from each UI input (docs/UI_CENTRE.md) */
+  double resultant;       /* length of the mean of the unit embeddings before normalising */
+  /* d_UI of the UI faces themselves: mean, std, min, p5, p50, p95, max */
+  float d_ui_stats[7];
+  char *inputs;           /* one line per UI input: "path<TAB>size<TAB>mtime<TAB>sha256" (malloc'd) */
+} fr_ui_provenance;
+
 typedef struct fr_model {
   char architecture[64];   /* "mobilefacenet" */
   int input_h, input_w, input_c;
@@ -56,6 +67,10 @@ typedef struct fr_model {
   char source_sha256[65];  /* hex SHA-256 of that file */
   char weights_sha256[65]; /* hex SHA-256 over all weights, biases, slopes in layer order */
   char file_sha256[65];    /* hex SHA-256 of the model file it was loaded from ("" if built in memory) */
+  /* The unrecognisable-identities centre v_UI [embedding_size], unit length, or NULL
+   * when the model has none (malloc'd; fr_model_free releases it and ui.inputs). */
+  float *ui_centre;
+  fr_ui_provenance ui;
 } fr_model;
 
 /* Bounds every loader and importer enforces, so a hostile file cannot make
@@ -105,6 +120,11 @@ int fr_model_load(const char *path, fr_model *out, fr_error *err);
  * model file with HDF5 (e.g. adding an optional group); load rejects edited
  * files that were not resealed. */
 int fr_model_file_seal(const char *path, fr_error *err);
+/* Replaces (or adds) the /ui_centre group of an existing model file: copies the file,
+ * edits the copy with HDF5 (every other group, known or not, is kept), reseals it and
+ * renames it over path. centre: embedding_size floats, unit length (checked). */
+int fr_model_file_set_ui_centre(const char *path, const float *centre, int dim, const fr_ui_provenance *prov,
+                                fr_error *err);
 /* Human-readable summary of a model file (for `faceri model info`): attributes,
  * layer table, MACs, SHA-256s. */
 int fr_model_print_info(const char *path, FILE *out, fr_error *err);

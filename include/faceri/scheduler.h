@@ -17,6 +17,7 @@
 #include <stdio.h>
 
 #include "faceri/error.h"
+#include "faceri/labels.h"
 
 #define FR_COORD_DEFAULT_SHARD_SIZE 64
 #define FR_COORD_DEFAULT_HEARTBEAT_MS 1000
@@ -45,6 +46,7 @@ typedef struct fr_coordinator_options {
   int max_attempts;                 /* 0: default */
   int queue_shards;                 /* planned-but-unleased shards held at most; 0: default */
   size_t max_item_bytes;            /* larger files are failed items; 0: FR_INPUT_DEFAULT_MAX_MEMBER_BYTES */
+  fr_labeler *labeler;              /* --labels / --label-regex; NULL: folder labels (used by this thread only) */
   /* The run's model: workers whose READY differs are refused (STOP code 1). */
   const char *model_sha256;         /* 64 hex digits */
   int embedding_size;               /* D */

@@ -49,6 +49,10 @@ void fr_model_free(fr_model *m)
   free(m->layers);
   m->layers = NULL;
   m->n_layers = 0;
+  free(m->ui_centre);
+  m->ui_centre = NULL;
+  free(m->ui.inputs);
+  m->ui.inputs = NULL;
 }
 
 const char *fr_layer_kind_name(fr_layer_kind kind)

@@ -2,6 +2,7 @@
  * docs/MODEL_FORMAT.md; loading is in model_file_load.c). */
 #include <errno.h>
 #include <hdf5.h>
+#include <math.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,13 +218,49 @@ static void write_layer(writer *w, hid_t layers, int i, const fr_layer *l)
   H5Gclose(g);
 }
 
+static void utc_now(char out[32])
+{
+  time_t now = time(NULL);
+  struct tm tm;
+  if (!gmtime_r(&now, &tm) || !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
+    snprintf(out, 32, "unknown");
+}
+
+static int check_centre(const char *path, const float *centre, int dim, fr_error *err);
+
+/* The /ui_centre group (docs/MODEL_FORMAT.md §4.1). */
+static void write_ui_centre(writer *w, hid_t f, const float *centre, int dim, const fr_ui_provenance *prov)
+{
+  if (w->rc)
+    return;
+  const char *obj = "/ui_centre";
+  hid_t g = H5Gcreate2(f, "ui_centre", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  if (g < 0) {
+    wfail(w, "group", obj);
+    return;
+  }
+  hsize_t d = (hsize_t)dim;
+  char created[32];
+  if (prov->created[0])
+    snprintf(created, sizeof(created), "%s", prov->created);
+  else
+    utc_now(created);
+  float resultant = (float)prov->resultant;
+  put_dataset(w, g, obj, "centre", 1, &d, centre);
+  put_int(w, g, obj, "count", prov->count);
+  put_str(w, g, obj, "created", created);
+  put_str(w, g, obj, "face_region", prov->face_region);
+  put_str(w, g, obj, "inputs", prov->inputs ? prov->inputs : "");
+  put_attr(w, g, obj, "resultant", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, &resultant);
+  put_attr(w, g, obj, "d_ui_stats", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 7, prov->d_ui_stats);
+  put_str(w, g, obj, "d_ui_stats_fields", "mean std min p5 p50 p95 max");
+  H5Gclose(g);
+}
+
 static void write_root(writer *w, hid_t f, const fr_model *m)
 {
   char created[32];
-  time_t now = time(NULL);
-  struct tm tm;
-  if (!gmtime_r(&now, &tm) || !strftime(created, sizeof(created), "%Y-%m-%dT%H:%M:%SZ", &tm))
-    snprintf(created, sizeof(created), "unknown");
+  utc_now(created);
   put_str(w, f, "/", "format", "faceri-model");
   put_int(w, f, "/", "format_version", FR_MODEL_FORMAT_VERSION);
   put_str(w, f, "/", "architecture", m->architecture);
@@ -253,6 +290,8 @@ int fr_model_save(const fr_model *model, const char *path, fr_error *err)
   if (!rc && (rc = fr_model_weights_sha256(model, sha, err)) == 0 && strcmp(sha, model->weights_sha256) != 0)
     rc = fr_error_set(err, FR_ERR_INVALID, "weights_sha256 '%s' does not match the weights (%s)",
                       model->weights_sha256, sha);
+  if (!rc && model->ui_centre)
+    rc = check_centre("the model", model->ui_centre, model->embedding_size, err);
   if (rc) {
     fr_error_prefix(err, "%s: refusing to save", path);
     return rc;
@@ -284,6 +323,8 @@ int fr_model_save(const fr_model *model, const char *path, fr_error *err)
       write_layer(&w, layers, i, &model->layers[i]);
     if (layers >= 0)
       H5Gclose(layers);
+    if (model->ui_centre)
+      write_ui_centre(&w, f, model->ui_centre, model->embedding_size, &model->ui);
     if (H5Fclose(f) < 0)
       wfail(&w, "the", "file (H5Fclose failed)");
   }
@@ -298,3 +339,75 @@ int fr_model_save(const fr_model *model, const char *path, fr_error *err)
   return w.rc;
 }
 
+
+static int check_centre(const char *path, const float *centre, int dim, fr_error *err)
+{
+  double ss = 0;
+  for (int i = 0; i < dim; i++) {
+    if (!isfinite(centre[i]))
+      return fr_error_set(err, FR_ERR_INVALID, "%s: UI centre element %d is not finite", path, i);
+    ss += (double)centre[i] * centre[i];
+  }
+  if (fabs(sqrt(ss) - 1.0) > 1e-3)
+    return fr_error_set(err, FR_ERR_INVALID, "%s: UI centre has length %g, not 1", path, sqrt(ss));
+  return FR_OK;
+}
+
+int fr_model_file_set_ui_centre(const char *path, const float *centre, int dim, const fr_ui_provenance *prov,
+                                fr_error *err)
+{
+  if (!path || !centre || !prov)
+    return fr_error_set(err, FR_ERR_INVALID, "set UI centre: NULL argument");
+  /* A full load first: the file must be a valid, sealed model of this embedding size. */
+  fr_model m = {0};
+  int rc = fr_model_load(path, &m, err);
+  if (rc)
+    return rc;
+  int want = m.embedding_size;
+  fr_model_free(&m);
+  if (dim != want)
+    return fr_error_set(err, FR_ERR_INVALID, "%s: UI centre of %d floats for a model with %d-d embeddings", path,
+                        dim, want);
+  if ((rc = check_centre(path, centre, dim, err)))
+    return rc;
+  uint8_t *data;
+  size_t size;
+  if ((rc = fr_mf_read_file(path, &data, &size, err)))
+    return rc;
+  static unsigned counter;
+  char tmp[4200];
+  if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld.%u", path, (long)getpid(), counter++) >= (int)sizeof(tmp)) {
+    free(data);
+    return fr_error_set(err, FR_ERR_INVALID, "%s: path too long", path);
+  }
+  /* Edit a copy, so a crash leaves the original whole; "x": never clobber another file. */
+  FILE *fo = fopen(tmp, "wbx");
+  if (!fo) {
+    free(data);
+    return fr_error_set(err, FR_ERR_IO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
+  }
+  int ok = fwrite(data, 1, size, fo) == size;
+  ok = fclose(fo) == 0 && ok;
+  free(data);
+  writer w = {.path = path, .err = err};
+  if (!ok)
+    w.rc = fr_error_set(err, FR_ERR_IO, "%s: cannot write %s: %s", path, tmp, strerror(errno));
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  hid_t f = w.rc ? -1 : H5Fopen(tmp, H5F_ACC_RDWR, H5P_DEFAULT);
+  if (!w.rc && f < 0)
+    w.rc = fr_error_set(err, FR_ERR_HDF5, "%s: HDF5 cannot open the copy %s for writing", path, tmp);
+  /* The old group's space is not reclaimed (HDF5 never shrinks a file): a few KiB per replacement. */
+  if (f >= 0 && H5Lexists(f, "ui_centre", H5P_DEFAULT) > 0 && H5Ldelete(f, "ui_centre", H5P_DEFAULT) < 0)
+    wfail(&w, "group", "/ui_centre (delete the old one)");
+  if (f >= 0)
+    write_ui_centre(&w, f, centre, dim, prov);
+  if (f >= 0 && H5Fclose(f) < 0)
+    wfail(&w, "the", "file (H5Fclose failed)");
+  if (!w.rc)
+    w.rc = fr_model_file_seal(tmp, err);
+  if (!w.rc && rename(tmp, path) != 0)
+    w.rc = fr_error_set(err, FR_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
+  if (w.rc)
+    unlink(tmp);
+  return w.rc;
+}

@@ -7,6 +7,7 @@
  * dataset is checked for type, shape and range before anything is allocated
  * from it. */
 #include <hdf5.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -244,6 +245,52 @@ static int read_layer(reader *r, hid_t layers, int i, fr_layer *l, int64_t *para
   return rc;
 }
 
+/* The optional /ui_centre group (docs/MODEL_FORMAT.md §4.1): absent is fine, present
+ * must be whole and sane. */
+static int read_ui_centre(reader *r, hid_t f, fr_model *m)
+{
+  if (H5Lexists(f, "ui_centre", H5P_DEFAULT) <= 0)
+    return FR_OK;
+  const char *obj = "/ui_centre";
+  hid_t g = H5Gopen2(f, "ui_centre", H5P_DEFAULT);
+  if (g < 0)
+    return rfail(r, obj, "cannot open the group");
+  hsize_t d = (hsize_t)m->embedding_size;
+  fr_ui_provenance *u = &m->ui;
+  float resultant = 0;
+  const size_t cap = 65536;
+  char *inputs = malloc(cap);
+  int rc = inputs ? FR_OK : fr_error_set(r->err, FR_ERR_NOMEM, "%s: out of memory", r->path);
+  if (!rc)
+    rc = get_dataset(r, g, obj, "centre", 1, &d, &m->ui_centre);
+  if (!rc)
+    rc = get_ints(r, g, obj, "count", 0, 1, INT32_MAX, &u->count);
+  if (!rc)
+    rc = get_str(r, g, obj, "created", u->created, sizeof(u->created));
+  if (!rc)
+    rc = get_str(r, g, obj, "face_region", u->face_region, sizeof(u->face_region));
+  if (!rc)
+    rc = get_str(r, g, obj, "inputs", inputs, cap);
+  if (!rc)
+    rc = get_floats(r, g, obj, "resultant", 1, &resultant);
+  if (!rc)
+    rc = get_floats(r, g, obj, "d_ui_stats", 7, u->d_ui_stats);
+  H5Gclose(g);
+  double ss = 0;
+  for (int i = 0; !rc && i < m->embedding_size; i++) {
+    if (!isfinite(m->ui_centre[i]))
+      rc = rfail(r, obj, "centre element %d is not finite", i);
+    ss += (double)m->ui_centre[i] * m->ui_centre[i];
+  }
+  if (!rc && fabs(sqrt(ss) - 1.0) > 1e-3)
+    rc = rfail(r, obj, "centre has length %g, not 1", sqrt(ss));
+  if (!rc && !(u->inputs = strdup(inputs)))
+    rc = fr_error_set(r->err, FR_ERR_NOMEM, "%s: out of memory", r->path);
+  u->resultant = resultant;
+  free(inputs);
+  return rc; /* on error the caller's fr_model_free releases the centre */
+}
+
 typedef struct file_meta {
   char created[64];
   char faceri_version[64];
@@ -339,6 +386,8 @@ static int load(const char *path, fr_model *out, file_meta *meta, fr_error *err)
     m.n_layers = i + 1;
     rc = read_layer(&r, layers, i, &m.layers[i], &params);
   }
+  if (!rc)
+    rc = read_ui_centre(&r, f, &m);
   if (layers >= 0)
     H5Gclose(layers);
   if (f >= 0)
@@ -404,6 +453,17 @@ int fr_model_print_info(const char *path, FILE *out, fr_error *err)
   }
   fprintf(out, "\nparameters      %lld\nGMAC per image  %.4f\n", (long long)fr_model_param_count(&m),
           (double)fr_model_macs(&m) / 1e9);
+  if (m.ui_centre) {
+    const float *s = m.ui.d_ui_stats;
+    fprintf(out, "\nUI centre       %d-d, mean of %d UI faces (%s), made %s, resultant length %.4f\n",
+            m.embedding_size, m.ui.count, m.ui.face_region, m.ui.created, m.ui.resultant);
+    fprintf(out, "UI set d_UI     mean %.4f std %.4f min %.4f p5 %.4f p50 %.4f p95 %.4f max %.4f\n", s[0], s[1],
+            s[2], s[3], s[4], s[5], s[6]);
+    fprintf(out, "UI inputs       (path, size, mtime, sha256)\n%s%s", m.ui.inputs,
+            m.ui.inputs[0] && m.ui.inputs[strlen(m.ui.inputs) - 1] != '\n' ? "\n" : "");
+  } else {
+    fprintf(out, "\nUI centre       none (faceri model set-ui adds one)\n");
+  }
   fr_model_free(&m);
   return FR_OK;
 }
