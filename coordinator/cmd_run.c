@@ -53,6 +53,8 @@ static const char run_usage[] =
     "  -w, --workers N        in-process workers (default: one per Vulkan device)\n"
     "  -d, --device SEL       Vulkan device index or name for every worker\n"
     "  -b, --batch B          images per device batch (default 32)\n"
+    "      --crop X,Y,W,H     crop every image to this box before resizing\n"
+    "                         (deep-funneled LFW: 55,47,140,140)\n"
     "      --shard-size S     items per shard (default 64)\n"
     "      --resume           continue an interrupted run into the same OUT.h5\n"
     "      --heartbeat-ms MS, --liveness N, --max-attempts N   as for coordinate\n"
@@ -145,9 +147,12 @@ typedef struct common_args {
   /* run only */
   long workers, batch;
   const char *device;
+  int has_crop;
+  long crop[4];
 } common_args;
 
-enum { OPT_BIND = 256, OPT_SHARD, OPT_RESUME, OPT_HB, OPT_LIVE, OPT_ATTEMPTS, OPT_JSON, OPT_LABELS, OPT_LABEL_RE };
+enum { OPT_BIND = 256, OPT_SHARD, OPT_RESUME, OPT_HB, OPT_LIVE, OPT_ATTEMPTS, OPT_JSON, OPT_LABELS, OPT_LABEL_RE,
+       OPT_CROP };
 
 /* Parses the options both commands share (and run's); returns FR_OK or a usage error. */
 static int parse_args(int argc, char **argv, int is_run, common_args *a, int *help, fr_error *err)
@@ -160,6 +165,7 @@ static int parse_args(int argc, char **argv, int is_run, common_args *a, int *he
       {"json", no_argument, 0, OPT_JSON},               {"workers", required_argument, 0, 'w'},
       {"batch", required_argument, 0, 'b'},             {"device", required_argument, 0, 'd'},
       {"labels", required_argument, 0, OPT_LABELS},     {"label-regex", required_argument, 0, OPT_LABEL_RE},
+      {"crop", required_argument, 0, OPT_CROP},
       {"help", no_argument, 0, 'h'},                    {0, 0, 0, 0}};
   long v;
   int c;
@@ -207,6 +213,16 @@ static int parse_args(int argc, char **argv, int is_run, common_args *a, int *he
         return fr_error_set(err, FR_ERR_INVALID, "--batch: %s", is_run ? err->message : "only for `faceri run`");
       break;
     case 'd': a->device = optarg; break;
+    case OPT_CROP:
+      if (!is_run)
+        return fr_error_set(err, FR_ERR_INVALID, "--crop: only for `faceri run` (give it to `faceri worker`)");
+      if (fr_parse_int_list("--crop", optarg, 4, a->crop, err))
+        return FR_ERR_INVALID;
+      if (a->crop[0] < 0 || a->crop[1] < 0 || a->crop[2] <= 0 || a->crop[3] <= 0 || a->crop[2] > 65536 ||
+          a->crop[3] > 65536)
+        return fr_error_set(err, FR_ERR_INVALID, "--crop %s: need X,Y >= 0 and W,H > 0", optarg);
+      a->has_crop = 1;
+      break;
     case 'h': *help = 1; return FR_OK;
     default: return fr_error_set(err, FR_ERR_INVALID, "unknown option");
     }
@@ -417,7 +433,9 @@ int fr_cmd_run(int argc, char **argv)
     w->opts = (fr_worker_options){.endpoint = endpoint, .model_path = a.model_path,
                                   .device = a.device ? a.device : (w->device[0] ? w->device : NULL),
                                   .batch = (int)a.batch, .heartbeat_ms = a.co.heartbeat_ms,
-                                  .liveness = a.co.liveness, .name = w->name, .control = &w->control};
+                                  .liveness = a.co.liveness, .name = w->name, .control = &w->control,
+                                  .has_crop = a.has_crop, .crop_x = (int)a.crop[0], .crop_y = (int)a.crop[1],
+                                  .crop_w = (int)a.crop[2], .crop_h = (int)a.crop[3]};
     atomic_fetch_add(&live, 1);
     if (pthread_create(&w->thread, NULL, worker_thread, w) != 0) {
       atomic_fetch_sub(&live, 1);

@@ -187,6 +187,28 @@ static int open_layout(fr_results_file *rf)
   return 0;
 }
 
+/* Small, fixed HDF5 caches: the writer only appends, so big caches buy nothing and
+ * would make the coordinator's memory grow with the run (about 1 MiB of chunk cache
+ * per dataset and a metadata cache that grows to 32 MiB by default). */
+static hid_t writer_access_plist(void)
+{
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  if (fapl < 0)
+    return H5P_DEFAULT;
+  H5AC_cache_config_t mdc;
+  memset(&mdc, 0, sizeof(mdc));
+  mdc.version = H5AC__CURR_CACHE_CONFIG_VERSION;
+  if (H5Pget_mdc_config(fapl, &mdc) >= 0) {
+    mdc.set_initial_size = 1;
+    mdc.initial_size = 1 << 20;
+    mdc.min_size = 1 << 20;
+    mdc.max_size = 2 << 20;
+    H5Pset_mdc_config(fapl, &mdc);
+  }
+  H5Pset_cache(fapl, 0, 521, 256 << 10, 1.0);
+  return fapl;
+}
+
 static int init(fr_results_file *rf, const char *path, int dim)
 {
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
@@ -222,7 +244,10 @@ int fr_results_create(const char *path, const fr_results_meta *meta, fr_results_
     free(rf);
     return fr_error_set(err, FR_ERR_NOMEM, "%s: out of memory", path);
   }
-  rf->file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  hid_t fapl = writer_access_plist();
+  rf->file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  if (fapl != H5P_DEFAULT)
+    H5Pclose(fapl);
   if (rf->file < 0) {
     fr_results_close(rf, 0, NULL);
     return fr_error_set(err, FR_ERR_IO, "%s: cannot create the results file (does the folder exist and is it writable?)",
@@ -303,7 +328,10 @@ int fr_results_open_resume(const char *path, const fr_results_meta *meta, fr_res
     return fr_error_set(err, FR_ERR_NOMEM, "%s: out of memory", path);
   }
   int rc = FR_OK;
-  rf->file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+  hid_t fapl = writer_access_plist();
+  rf->file = H5Fopen(path, H5F_ACC_RDWR, fapl);
+  if (fapl != H5P_DEFAULT)
+    H5Pclose(fapl);
   if (rf->file < 0) {
     rc = fr_error_set(err, FR_ERR_IO, "%s: cannot open for --resume (missing, not HDF5, or not writable)", path);
     goto fail;
