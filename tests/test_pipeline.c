@@ -854,12 +854,9 @@ static void test_missing_and_usage(void)
   mkdir(empty, 0755);
   snprintf(h5, sizeof(h5), "%s/nothing.h5", dir);
   const char *nothing[] = {"run", "--workers", "2", "--json", "-o", h5, empty, NULL};
-  struct timespec t0, t1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
+  /* No timing assertion (speed is for benchmarks): a run that hung would hit ctest's timeout. */
   CU_ASSERT_EQUAL(run_faceri(nothing, &out, "nothing"), 0);
-  clock_gettime(CLOCK_MONOTONIC, &t1);
   CU_ASSERT_EQUAL(json_int(out, "items"), 0);
-  CU_ASSERT((double)(t1.tv_sec - t0.tv_sec) < 45);
   free(out);
   const char *no_output[] = {"run", subset_tar, NULL};
   CU_ASSERT_EQUAL(run_faceri(no_output, &out, "usage1"), 2);

