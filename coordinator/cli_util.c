@@ -60,6 +60,11 @@ static void print_progress(fr_progress *p, int final)
   double now = fr_now_seconds();
   double elapsed = now - p->start;
   double rate = elapsed > 0 ? (double)p->done / elapsed : 0.0;
+  char count[48];
+  if (p->total > 0)
+    snprintf(count, sizeof(count), "%lld/%lld", (long long)p->done, (long long)p->total);
+  else
+    snprintf(count, sizeof(count), "%lld", (long long)p->done); /* total unknown: no bar, no ETA */
   if (p->tty) {
     char bar[31];
     int filled = p->total > 0 ? (int)(30.0 * (double)p->done / (double)p->total) : 0;
@@ -67,13 +72,14 @@ static void print_progress(fr_progress *p, int final)
       bar[i] = i < filled ? '#' : '.';
     bar[30] = '\0';
     double eta = rate > 0 && p->total > 0 ? (double)(p->total - p->done) / rate : 0.0;
-    fprintf(p->out, "\r%s [%s] %lld/%lld  %.1f/s  ETA %.0fs   ", p->what, bar, (long long)p->done,
-            (long long)p->total, rate, eta);
+    if (p->total > 0)
+      fprintf(p->out, "\r%s [%s] %s  %.1f/s  ETA %.0fs   ", p->what, bar, count, rate, eta);
+    else
+      fprintf(p->out, "\r%s %s  %.1f/s  %.0fs   ", p->what, count, rate, elapsed);
     if (final)
       fputc('\n', p->out);
   } else {
-    fprintf(p->out, "%s: %lld/%lld done, %.1f/s, %.1fs elapsed\n", p->what, (long long)p->done, (long long)p->total,
-            rate, elapsed);
+    fprintf(p->out, "%s: %s done, %.1f/s, %.1fs elapsed\n", p->what, count, rate, elapsed);
   }
   fflush(p->out);
   p->last_print = now;

@@ -9,17 +9,21 @@
 #include "faceri/commands.h"
 #include "faceri/engine.h"
 #include "faceri/model.h"
+#include "faceri/trainer.h"
 
 static const char usage[] =
     "usage: faceri bench [--batch B[,B...]] [--iters N] [--seconds S] [--layers] [--json]\n"
-    "                    [--model FILE] [--device SEL]\n"
+    "                    [--train] [--model FILE] [--device SEL]\n"
     "Runs the network on synthetic input on the chosen Vulkan device and prints\n"
     "images/s, ms per batch, peak device memory and (with --layers, default on in\n"
-    "text mode) per-layer device times from timestamp queries.\n"
+    "text mode) per-layer device times from timestamp queries. With --train it times\n"
+    "whole training steps instead (forward, softmax cross-entropy over 1000 classes,\n"
+    "backward, SGD update): training images/s and peak device memory.\n"
     "  -b, --batch LIST   batch sizes, comma-separated (default 32)\n"
     "  -n, --iters N      timed batches per size (default: enough for --seconds)\n"
     "      --seconds S    target timed seconds per size when --iters is not given (default 5)\n"
     "      --layers       per-layer table (timestamp queries; a separate pass)\n"
+    "      --train        time training steps (-n: steps per size, default 3)\n"
     "      --json         one JSON object on stdout\n";
 
 typedef struct bench_result {
@@ -123,16 +127,51 @@ static int bench_one(fr_vk_context *ctx, const fr_model *model, int batch, int i
   return rc;
 }
 
+static int bench_train(fr_vk_context *ctx, const fr_model *model, const long *batches, int n_batches, int steps,
+                       int json, fr_error *err)
+{
+  const fr_vk_device_info *d = fr_vk_context_device(ctx);
+  if (!json)
+    printf("faceri bench --train: %s (%s), model %s, %.3f GMAC/image forward\n", d->name,
+           fr_vk_device_type_name(d->type), model->architecture, (double)fr_model_macs(model) / 1e9);
+  else
+    printf("{\"command\":\"bench\",\"mode\":\"train\",\"device\":\"%s\",\"model\":\"%s\",\"results\":[", d->name,
+           model->architecture);
+  int rc = 0;
+  fr_trainer_bench_result r = {0};
+  for (int i = 0; i < n_batches && !rc; i++) {
+    rc = fr_trainer_bench(ctx, model, (int)batches[i], steps, &r, err);
+    if (rc)
+      break;
+    if (json)
+      printf("%s{\"batch\":%d,\"chunk\":%d,\"steps\":%d,\"images_per_s\":%.3f,\"ms_per_step\":%.3f,"
+             "\"peak_device_bytes\":%llu}",
+             i ? "," : "", r.batch, r.chunk, r.steps, r.images_per_s, r.ms_per_step,
+             (unsigned long long)r.peak_device_bytes);
+    else
+      printf("batch %4d: %8.2f training images/s  %9.1f ms/step  peak device memory %.1f MiB  (chunk %d, %d steps)\n",
+             r.batch, r.images_per_s, r.ms_per_step, (double)r.peak_device_bytes / 1048576.0, r.chunk, r.steps);
+    fflush(stdout);
+  }
+  if (!rc && fr_vk_validation_messages(ctx) > 0)
+    rc = fr_error_set(err, FR_ERR_VULKAN, "%llu Vulkan validation messages (logged above): a faceri bug",
+                      (unsigned long long)fr_vk_validation_messages(ctx));
+  if (json)
+    printf("],\"status\":\"%s\"}\n", rc ? "error" : "complete");
+  return rc;
+}
+
 int fr_cmd_bench(int argc, char **argv)
 {
   const char *model_path = NULL, *device = NULL, *batches_text = "32";
   long iters = 0, secs = 5;
-  int json = 0, layers = -1;
+  int json = 0, layers = -1, train = 0;
   fr_error err = {0};
   static const struct option longopts[] = {
       {"batch", required_argument, 0, 'b'}, {"iters", required_argument, 0, 'n'},
       {"seconds", required_argument, 0, 's'}, {"layers", no_argument, 0, 'l'},
       {"json", no_argument, 0, 'j'},        {"model", required_argument, 0, 'm'},
+      {"train", no_argument, 0, 't'},
       {"device", required_argument, 0, 'd'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
   int c;
   optind = 1;
@@ -148,6 +187,7 @@ int fr_cmd_bench(int argc, char **argv)
         goto usage_error;
       break;
     case 'l': layers = 1; break;
+    case 't': train = 1; break;
     case 'j': json = 1; break;
     case 'm': model_path = optarg; break;
     case 'd': device = optarg; break;
@@ -185,6 +225,10 @@ int fr_cmd_bench(int argc, char **argv)
   fr_vk_options vo = {.device = device, .validation = -1};
   if (!rc)
     rc = fr_vk_context_create(&vo, &ctx, &err);
+  if (!rc && train) {
+    rc = bench_train(ctx, &model, batches, n_batches, iters > 0 ? (int)iters : 3, json, &err);
+    goto done;
+  }
   bench_result results[16];
   int done = 0;
   if (!rc && !json) {
@@ -220,6 +264,7 @@ int fr_cmd_bench(int argc, char **argv)
       printf(",\"images_per_s\":%.3f", results[done - 1].images_per_s);
     printf(",\"status\":\"%s\"}\n", rc ? "error" : "complete");
   }
+done:
   if (rc)
     fprintf(stderr, "faceri bench: %s\n", err.message);
   fr_vk_context_destroy(ctx);

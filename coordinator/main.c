@@ -19,6 +19,7 @@ static const char usage[] =
     "  devices   list the Vulkan devices with their limits and memory\n"
     "  model     import a model (model import) or describe one (model info)\n"
     "  worker    serve a coordinator: embed the shards it sends (faceri worker --connect ENDPOINT)\n"
+    "  train     fine-tune a model on labelled faces on the Vulkan device (ArcFace), with checkpoints\n"
     "\n"
     "Run 'faceri COMMAND --help' for a command's options.\n"
     "Exit codes: 0 success, 1 error, 2 usage error, 3 done but some items failed.\n"
@@ -55,6 +56,8 @@ int main(int argc, char **argv)
     return fr_cmd_model(argc - 1, argv + 1);
   if (!strcmp(cmd, "worker"))
     return fr_cmd_worker(argc - 1, argv + 1);
+  if (!strcmp(cmd, "train"))
+    return fr_cmd_train(argc - 1, argv + 1);
   fprintf(stderr, "faceri: unknown command \"%s\"\n\n%s", cmd, usage);
   return FR_EXIT_USAGE;
 }

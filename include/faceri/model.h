@@ -54,6 +54,32 @@ typedef struct fr_ui_provenance {
   char *inputs;           /* one line per UI input: "path<TAB>size<TAB>mtime<TAB>sha256" (malloc'd) */
 } fr_ui_provenance;
 
+/* An optional named float32 tensor stored with the model: a classification head's
+ * prototypes, the RI heads' parameters (docs/MODEL_FORMAT.md §4.2). Kept generic so
+ * a new head needs no new file code, only names. */
+#define FR_MODEL_TENSOR_PATH 96
+#define FR_MODEL_MAX_TENSORS 256
+typedef struct fr_model_tensor {
+  char path[FR_MODEL_TENSOR_PATH]; /* HDF5 path without the leading '/', under "prototypes/" or "heads/" */
+  int rank;                        /* 1..4 */
+  int64_t dims[4];
+  float *data;                     /* malloc'd, finite */
+} fr_model_tensor;
+
+/* Where training left a model (the /training group, docs/MODEL_FORMAT.md §4.3): what
+ * `faceri train --resume` needs to go on exactly where a run stopped. */
+typedef struct fr_model_training {
+  int present;
+  int64_t step;               /* optimizer steps taken */
+  char *config;               /* the run's options and data fingerprint, one line of JSON (malloc'd) */
+  uint8_t *optimizer_state;   /* fr_optimizer_export's blob (malloc'd) */
+  size_t optimizer_state_size;
+  float *loss;                /* the mean loss of every step taken, in order [step] (malloc'd) */
+  int n_classes;
+  char *class_names;          /* n_classes names, each NUL-terminated, back to back (malloc'd) */
+  size_t class_names_size;
+} fr_model_training;
+
 typedef struct fr_model {
   char architecture[64];   /* "mobilefacenet" */
   int input_h, input_w, input_c;
@@ -71,6 +97,9 @@ typedef struct fr_model {
    * when the model has none (malloc'd; fr_model_free releases it and ui.inputs). */
   float *ui_centre;
   fr_ui_provenance ui;
+  int n_tensors;              /* optional tensors (fr_model_tensor), freed by fr_model_free */
+  fr_model_tensor *tensors;
+  fr_model_training training;
 } fr_model;
 
 /* Bounds every loader and importer enforces, so a hostile file cannot make
@@ -95,6 +124,13 @@ int64_t fr_model_param_count(const fr_model *model);
  * order, as little-endian float32: the identity of the numbers, whatever file
  * they came in. */
 int fr_model_weights_sha256(const fr_model *model, char out[65], fr_error *err);
+/* The optional tensor at path, or NULL. */
+const fr_model_tensor *fr_model_find_tensor(const fr_model *model, const char *path);
+/* Adds or replaces the tensor at path (copies data); checks the path, shape and values. */
+int fr_model_set_tensor(fr_model *model, const char *path, int rank, const int64_t *dims, const float *data,
+                        fr_error *err);
+/* Frees and clears model->training. */
+void fr_model_training_clear(fr_model_training *t);
 /* Index of the layer with that name, or -1. */
 int fr_model_find_layer(const fr_model *model, const char *name);
 /* "conv"/"depthwise" and "none"/"prelu"/"relu"; parse returns -1 on an unknown name. */

@@ -40,6 +40,10 @@ typedef struct fr_trainer_options {
   uint32_t seed;
   fr_optimizer_config optim;
   fr_param_group backbone; /* lr multiplier, weight decay, frozen: the model's layers */
+  /* Layers before this index are frozen and the backward stops there: no gradients,
+   * no optimizer state, no backward dispatches below it (fine-tuning the last stages
+   * costs a forward plus the backward of those stages only). 0: train every layer. */
+  int train_from_layer;
   fr_param_group head_group;
 } fr_trainer_options;
 
@@ -75,6 +79,9 @@ size_t fr_trainer_total_floats(const fr_trainer *t);
 int fr_trainer_read(fr_trainer *t, int gradients, float *out, fr_error *err);
 /* Writes the trained backbone into model (same architecture as the trainer's). */
 int fr_trainer_export(fr_trainer *t, fr_model *model, fr_error *err);
+
+/* The head's weights [classes, embedding] (the ArcFace prototypes). */
+int fr_trainer_read_head(fr_trainer *t, float *out, fr_error *err);
 
 fr_optimizer *fr_trainer_optimizer(fr_trainer *t);
 int fr_trainer_chunk_size(const fr_trainer *t);

@@ -53,6 +53,98 @@ void fr_model_free(fr_model *m)
   m->ui_centre = NULL;
   free(m->ui.inputs);
   m->ui.inputs = NULL;
+  for (int i = 0; m->tensors && i < m->n_tensors; i++)
+    free(m->tensors[i].data);
+  free(m->tensors);
+  m->tensors = NULL;
+  m->n_tensors = 0;
+  fr_model_training_clear(&m->training);
+}
+
+void fr_model_training_clear(fr_model_training *t)
+{
+  free(t->config);
+  free(t->optimizer_state);
+  free(t->loss);
+  free(t->class_names);
+  memset(t, 0, sizeof(*t));
+}
+
+const fr_model_tensor *fr_model_find_tensor(const fr_model *m, const char *path)
+{
+  for (int i = 0; m && path && i < m->n_tensors; i++)
+    if (!strcmp(m->tensors[i].path, path))
+      return &m->tensors[i];
+  return NULL;
+}
+
+/* "prototypes/..." or "heads/...": names of HDF5 links made of [A-Za-z0-9_.-], no empty part. */
+static int tensor_path_ok(const char *p)
+{
+  size_t n = strlen(p);
+  if (n == 0 || n >= FR_MODEL_TENSOR_PATH || (strncmp(p, "prototypes/", 11) && strncmp(p, "heads/", 6)))
+    return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = p[i];
+    int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+             c == '-' || (c == '/' && i + 1 < n && p[i + 1] != '/');
+    if (!ok)
+      return 0;
+    /* "." and ".." parts would name other groups */
+    if (c == '.' && (i == 0 || p[i - 1] == '/') &&
+        (i + 1 == n || p[i + 1] == '/' || (p[i + 1] == '.' && (i + 2 == n || p[i + 2] == '/'))))
+      return 0;
+  }
+  return 1;
+}
+
+int fr_model_set_tensor(fr_model *m, const char *path, int rank, const int64_t *dims, const float *data,
+                        fr_error *err)
+{
+  if (!m || !path || !dims || !data)
+    return fr_error_set(err, FR_ERR_INVALID, "model tensor: NULL argument");
+  if (!tensor_path_ok(path))
+    return fr_error_set(err, FR_ERR_INVALID,
+                        "model tensor \"%s\": the path must start with prototypes/ or heads/ and use [A-Za-z0-9_.-/]",
+                        path);
+  if (rank < 1 || rank > 4)
+    return fr_error_set(err, FR_ERR_INVALID, "model tensor %s: rank %d (1..4)", path, rank);
+  int64_t count = 1;
+  for (int i = 0; i < rank; i++) {
+    if (dims[i] < 1 || dims[i] > FR_MODEL_MAX_PARAMS || (count *= dims[i]) > FR_MODEL_MAX_PARAMS)
+      return fr_error_set(err, FR_ERR_INVALID, "model tensor %s: dimension %d is %lld (too many elements)", path, i,
+                          (long long)dims[i]);
+  }
+  for (int64_t i = 0; i < count; i++)
+    if (!isfinite(data[i]))
+      return fr_error_set(err, FR_ERR_INVALID, "model tensor %s: element %lld is not finite", path, (long long)i);
+  float *copy = malloc((size_t)count * sizeof(float));
+  if (!copy)
+    return fr_error_set(err, FR_ERR_NOMEM, "model tensor %s: out of memory", path);
+  memcpy(copy, data, (size_t)count * sizeof(float));
+  fr_model_tensor *t = (fr_model_tensor *)fr_model_find_tensor(m, path);
+  if (!t) {
+    if (m->n_tensors >= FR_MODEL_MAX_TENSORS) {
+      free(copy);
+      return fr_error_set(err, FR_ERR_UNSUPPORTED, "model tensor %s: more than %d optional tensors", path,
+                          FR_MODEL_MAX_TENSORS);
+    }
+    fr_model_tensor *grown = realloc(m->tensors, (size_t)(m->n_tensors + 1) * sizeof(*grown));
+    if (!grown) {
+      free(copy);
+      return fr_error_set(err, FR_ERR_NOMEM, "model tensor %s: out of memory", path);
+    }
+    m->tensors = grown;
+    t = &m->tensors[m->n_tensors++];
+    memset(t, 0, sizeof(*t));
+    snprintf(t->path, sizeof(t->path), "%s", path);
+  }
+  free(t->data);
+  t->data = copy;
+  t->rank = rank;
+  for (int i = 0; i < 4; i++)
+    t->dims[i] = i < rank ? dims[i] : 0;
+  return FR_OK;
 }
 
 const char *fr_layer_kind_name(fr_layer_kind kind)

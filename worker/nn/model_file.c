@@ -325,6 +325,8 @@ int fr_model_save(const fr_model *model, const char *path, fr_error *err)
       H5Gclose(layers);
     if (model->ui_centre)
       write_ui_centre(&w, f, model->ui_centre, model->embedding_size, &model->ui);
+    if (!w.rc)
+      w.rc = fr_mf_write_extras(f, model, path, err);
     if (H5Fclose(f) < 0)
       wfail(&w, "the", "file (H5Fclose failed)");
   }

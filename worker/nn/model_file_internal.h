@@ -20,4 +20,9 @@ int fr_mf_read_file(const char *path, uint8_t **data, size_t *size, fr_error *er
 /* FR_ERR_FORMAT unless data starts with our user block and its SHA-256 matches. */
 int fr_mf_check_seal(const char *path, const uint8_t *data, size_t size, fr_error *err);
 
+/* The optional /prototypes, /heads and /training groups (model_file_extra.c). */
+#include <hdf5.h>
+int fr_mf_write_extras(hid_t f, const fr_model *m, const char *path, fr_error *err);
+int fr_mf_read_extras(hid_t f, fr_model *m, const char *path, fr_error *err);
+
 #endif

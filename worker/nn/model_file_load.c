@@ -388,6 +388,8 @@ static int load(const char *path, fr_model *out, file_meta *meta, fr_error *err)
   }
   if (!rc)
     rc = read_ui_centre(&r, f, &m);
+  if (!rc)
+    rc = fr_mf_read_extras(f, &m, path, err);
   if (layers >= 0)
     H5Gclose(layers);
   if (f >= 0)

@@ -301,6 +301,9 @@ static int check_options(const fr_model *m, const fr_trainer_options *o, fr_erro
     return fr_error_set(err, FR_ERR_INVALID, "trainer: unknown loss kind %d", (int)o->loss);
   if (o->loss == FR_LOSS_SOFTMAX && o->m != 0.0f)
     return fr_error_set(err, FR_ERR_INVALID, "trainer: a softmax head takes no margin (m = %g)", (double)o->m);
+  if (o->train_from_layer < 0 || o->train_from_layer >= m->n_layers)
+    return fr_error_set(err, FR_ERR_INVALID, "trainer: train_from_layer %d outside the model's %d layers",
+                        o->train_from_layer, m->n_layers);
   /* Every layer's output must reach the loss, or its gradients would never be written. */
   for (int i = 0; i < m->n_layers; i++) {
     int used = i == m->output_layer;
@@ -328,6 +331,7 @@ int fr_trainer_create(fr_vk_context *ctx, const fr_model *model, const fr_traine
   t->ctx = ctx;
   t->o = *opts;
   t->o.head = NULL; /* not kept: the caller's array may go away */
+
   t->n = model->n_layers;
   t->output_layer = model->output_layer;
   t->dim = model->embedding_size;

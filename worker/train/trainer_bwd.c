@@ -103,7 +103,7 @@ static int layer_backward(fr_trainer *t, fr_vk_sequence *seq, gref *G, int *refs
   if (!rc)
     rc = fr_train_record_conv_bwd_filter(t->tops, seq, &p, x, dz, whole(&t->scr_f),
                                          floats_at(pg, L->off_w, (size_t)fr_layer_weight_count(l)), err);
-  if (!rc && l->input >= 0) {
+  if (!rc && l->input >= t->o.train_from_layer) {
     fr_vk_arg dst;
     int must_add = 0;
     rc = share_target(t, G, l->input, refs, &dst, &must_add, err);
@@ -134,7 +134,7 @@ int fr_trainer_record_backward(fr_trainer *t, fr_vk_sequence *seq, int c, int nb
   /* Chunks after the first write their parameter gradients aside, then add them. */
   const fr_vk_buffer *pg = c == 0 ? &t->grads : &t->grads_tmp;
   int rc = FR_OK;
-  for (int i = t->n - 1; i >= 0 && !rc; i--) {
+  for (int i = t->n - 1; i >= t->o.train_from_layer && !rc; i--) {
     rc = layer_backward(t, seq, G, refs, i, c, nb, pg, err);
     if (rc)
       fr_error_prefix(err, "backward, chunk %d, layer %d (%s)", c, i, t->layers[i].name);

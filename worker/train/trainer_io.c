@@ -13,11 +13,22 @@ int fr_trainer_setup_optimizer(fr_trainer *t, fr_error *err)
     return rc;
   /* Whole ranges: the alignment gaps are zero in values and gradients, so every
    * optimizer leaves them at zero, and two ranges cost two dispatches, not 150. */
+  size_t first = 0; /* the first trainable float of the backbone */
+  if (t->o.train_from_layer > 0) {
+    first = t->L[t->o.train_from_layer].off_w;
+    fr_param_group stem = {0.0f, 0.0f, 1};
+    int g = fr_optimizer_add_group(t->opt, &stem, err);
+    if (g < 0)
+      return g;
+    rc = fr_optimizer_add_param(t->opt, g, floats_at(&t->params, 0, first), (fr_vk_arg){0}, first, err);
+    if (rc)
+      return rc;
+  }
   int g = fr_optimizer_add_group(t->opt, &t->o.backbone, err);
   if (g < 0)
     return g;
-  rc = fr_optimizer_add_param(t->opt, g, floats_at(&t->params, 0, t->off_head), floats_at(&t->grads, 0, t->off_head),
-                              t->off_head, err);
+  rc = fr_optimizer_add_param(t->opt, g, floats_at(&t->params, first, t->off_head - first),
+                              floats_at(&t->grads, first, t->off_head - first), t->off_head - first, err);
   if (rc)
     return rc;
   g = fr_optimizer_add_group(t->opt, &t->o.head_group, err);
@@ -134,6 +145,13 @@ int fr_trainer_export(fr_trainer *t, fr_model *model, fr_error *err)
   if (!rc)
     rc = fr_model_weights_sha256(model, model->weights_sha256, err);
   return rc;
+}
+
+int fr_trainer_read_head(fr_trainer *t, float *out, fr_error *err)
+{
+  size_t n = (size_t)t->o.classes * t->dim;
+  return fr_vk_buffer_download(t->ctx, &t->params, (uint64_t)t->off_head * sizeof(float), out, n * sizeof(float),
+                               err);
 }
 
 fr_optimizer *fr_trainer_optimizer(fr_trainer *t) { return t->opt; }
