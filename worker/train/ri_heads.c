@@ -145,6 +145,8 @@ int fr_ri_heads_create(fr_vk_context *ctx, const fr_ri_heads_config *cfg, fr_ri_
   uint32_t lim = dev->max_workgroup_size[0] < dev->max_workgroup_invocations ? dev->max_workgroup_size[0]
                                                                              : dev->max_workgroup_invocations;
   h->wg = WG < lim ? WG : lim;
+  for (h->wg_tree = 1; h->wg_tree * 2 <= h->wg;)
+    h->wg_tree *= 2;
   uint64_t biggest = (uint64_t)h->hb_floats * sizeof(float);
   if (cfg->attention && (uint64_t)h->chunk * h->hwc * sizeof(float) > biggest)
     biggest = (uint64_t)h->chunk * h->hwc * sizeof(float);
@@ -158,6 +160,8 @@ int fr_ri_heads_create(fr_vk_context *ctx, const fr_ri_heads_config *cfg, fr_ri_
     st[i] = FR_BIND_STORAGE;
   if (!rc)
     rc = fr_vk_kernel_create(ctx, "train_ri_fc", 6, st, 12 * 4, &h->wg, 1, &h->fc, err);
+  if (!rc)
+    rc = fr_vk_kernel_create(ctx, "train_ri_fc_fwd", 6, st, 12 * 4, &h->wg_tree, 1, &h->fc_fwd, err);
   if (!rc)
     rc = fr_vk_kernel_create(ctx, "train_ri_loss", 8, st, 21 * 4, &h->wg, 1, &h->loss, err);
   if (!rc && cfg->attention)
@@ -221,6 +225,7 @@ void fr_ri_heads_destroy(fr_ri_heads *h)
     if (b[i]->buffer)
       fr_vk_buffer_destroy(h->ctx, b[i]);
   fr_vk_kernel_destroy(h->ctx, h->fc);
+  fr_vk_kernel_destroy(h->ctx, h->fc_fwd);
   fr_vk_kernel_destroy(h->ctx, h->loss);
   fr_vk_kernel_destroy(h->ctx, h->cbam);
   fr_train_ops_destroy(h->tops);

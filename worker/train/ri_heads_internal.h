@@ -19,8 +19,8 @@ struct fr_ri_heads {
   fr_vk_context *ctx;
   fr_ri_heads_config cfg;
   fr_train_ops *tops;
-  fr_vk_kernel *fc, *loss, *cbam;
-  uint32_t wg;
+  fr_vk_kernel *fc, *fc_fwd, *loss, *cbam;
+  uint32_t wg, wg_tree; /* wg_tree: a power of two, for fc_fwd's shared-memory tree */
   int n_tensors, hidden, hw, chunk;
   size_t hwc;
   size_t toff[T_COUNT], tn[T_COUNT], n_params;

@@ -67,8 +67,17 @@ static int fc(fr_ri_heads *h, fr_vk_sequence *seq, const fc_call *c, fr_error *e
                c->row0, (uint32_t)c->flags, h->cfg.seed, threshold, (float)(1.0 / (1.0 - rate))};
   fr_vk_arg a = c->a.buffer ? c->a : c->x;
   fr_vk_arg args[6] = {c->x, c->w, c->b, c->y, a, whole(&h->ctl)};
-  uint64_t n = c->mode == FC_FWD ? (uint64_t)c->rows * c->O
-               : c->mode == FC_BWD_DATA ? (uint64_t)c->rows * c->K
+  if (c->mode == FC_FWD) { /* one workgroup per output */
+    uint64_t outs = (uint64_t)c->rows * c->O;
+    const fr_vk_device_info *dev = fr_vk_context_device(h->ctx);
+    uint32_t gx = outs <= dev->max_workgroup_count[0] ? (uint32_t)outs : dev->max_workgroup_count[0];
+    uint64_t gy = gx ? (outs + gx - 1) / gx : 0;
+    if (gy > dev->max_workgroup_count[1])
+      return fr_error_set(err, FR_ERR_UNSUPPORTED, "RI heads FC: %llu outputs exceed one dispatch",
+                          (unsigned long long)outs);
+    return outs ? fr_vk_sequence_dispatch(seq, h->fc_fwd, args, &p, gx, (uint32_t)gy, 1, NULL, err) : FR_OK;
+  }
+  uint64_t n = c->mode == FC_BWD_DATA ? (uint64_t)c->rows * c->K
                : c->mode == FC_BWD_W ? (uint64_t)c->O * c->K : (uint64_t)c->O;
   return dispatch(h, seq, h->fc, args, &p, n, err);
 }
