@@ -19,7 +19,8 @@ drops that box (Kotlin's createBitmap throws and detectFaces returns no face).
 CLI:
   forward --net FILE.tflite --input X.f32 --shape N,H,W,3 --out-dir D [--float64]
       writes D/out0.f32, D/out1.f32, ... (graph outputs in graph order, NHWC)
-  detect --rgb IMG.u8 --width W --height H [--min-face 40] [--models DIR] -o faces.txt
+  detect --rgb IMG.u8 --width W --height H [--min-face PX] [--models DIR] -o faces.txt
+  detect --list LIST [--min-face PX]   (LIST lines: RGB_FILE WIDTH HEIGHT OUT_FILE)
       one line per face: x1 y1 x2 y2 score then 5 landmark x, 5 landmark y (floats)
 """
 
@@ -330,13 +331,25 @@ def cmd_forward(a):
         np.ascontiguousarray(y, dtype="<f4").tofile(os.path.join(a.out_dir, f"out{k}.f32"))
 
 
-def cmd_detect(a):
-    img = np.fromfile(a.rgb, dtype=np.uint8).reshape(a.height, a.width, 3)
-    det = Detector(a.models)
-    with open(a.output, "w") as f:
-        for b in det.detect(img, a.min_face):
+def _write_faces(det, rgb, width, height, min_face, output):
+    img = np.fromfile(rgb, dtype=np.uint8).reshape(height, width, 3)
+    if min_face <= 0:
+        min_face = int(F32(width) * F32(0.2))  # FaceDetectionManager's default
+    with open(output, "w") as f:
+        for b in det.detect(img, max(min_face, 12)):
             f.write(" ".join(str(v) for v in b.b) + f" {float(b.score):.7g} " +
                     " ".join(f"{v:.4f}" for v in b.landmark) + "\n")
+
+
+def cmd_detect(a):
+    det = Detector(a.models)
+    if a.list:
+        with open(a.list) as f:
+            for line in f:
+                rgb, w, h, out = line.split()
+                _write_faces(det, rgb, int(w), int(h), a.min_face, out)
+    else:
+        _write_faces(det, a.rgb, a.width, a.height, a.min_face, a.output)
 
 
 def main(argv=None):
@@ -350,12 +363,13 @@ def main(argv=None):
     p.add_argument("--float64", action="store_true")
     p.set_defaults(fn=cmd_forward)
     p = sub.add_parser("detect")
-    p.add_argument("--rgb", required=True)
-    p.add_argument("--width", type=int, required=True)
-    p.add_argument("--height", type=int, required=True)
-    p.add_argument("--min-face", type=int, default=40)
+    p.add_argument("--rgb")
+    p.add_argument("--width", type=int)
+    p.add_argument("--height", type=int)
+    p.add_argument("--list", help="lines of 'RGB_FILE WIDTH HEIGHT OUT_FILE' (one model load for all)")
+    p.add_argument("--min-face", type=int, default=0, help="0: 20%% of the width, as the package")
     p.add_argument("--models", default=ASSETS)
-    p.add_argument("-o", "--output", required=True)
+    p.add_argument("-o", "--output")
     p.set_defaults(fn=cmd_detect)
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
