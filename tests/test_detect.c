@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "faceri/detect.h"
@@ -179,6 +181,73 @@ static void test_bad_input(void)
   CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "pnet.tflite"));
 }
 
+/* faceri detect end to end: faces file, crops archive readable as face images, exit codes */
+static void test_cli(void)
+{
+  if (!det || n_imgs < 2)
+    TEST_SKIP("models or lfw-min5.tar missing");
+  char dir[] = "/tmp/faceri-detect-cli-XXXXXX", path[1024], cmd[4096];
+  CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+  snprintf(path, sizeof(path), "%s/in", dir);
+  CU_ASSERT_EQUAL_FATAL(mkdir(path, 0755), 0);
+  for (int i = 0; i < 2; i++) { /* raw RGB as PPM: faceri decodes it */
+    snprintf(path, sizeof(path), "%s/in/%d.ppm", dir, i);
+    FILE *f = fopen(path, "wb");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fprintf(f, "P6\n%d %d\n255\n", imgs[i].width, imgs[i].height);
+    fwrite(imgs[i].pixels, 1, (size_t)imgs[i].width * imgs[i].height * 3, f);
+    fclose(f);
+  }
+  snprintf(path, sizeof(path), "%s/in/notes.txt", dir);
+  FILE *f = fopen(path, "w");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+  fputs("not an image\n", f);
+  fclose(f);
+  snprintf(cmd, sizeof(cmd), "%s/faceri detect --models %s -o %s/f.h5 --crops %s/c.tar --json %s/in > %s/out.json",
+           FACERI_BINARY_DIR, ASSETS, dir, dir, dir, dir);
+  int rc = system(cmd);
+  CU_ASSERT(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+  snprintf(path, sizeof(path), "%s/out.json", dir);
+  f = fopen(path, "r");
+  char line[1024] = "";
+  CU_ASSERT_PTR_NOT_NULL(f);
+  if (f) {
+    CU_ASSERT_PTR_NOT_NULL(fgets(line, sizeof(line), f));
+    fclose(f);
+  }
+  CU_ASSERT_PTR_NOT_NULL(strstr(line, "\"ok\":2,"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(line, "\"skipped\":1,"));
+  /* the crops: at least one 112x112 image per input image */
+  snprintf(path, sizeof(path), "%s/c.tar", dir);
+  const char *paths[1] = {path};
+  fr_input_source *src = NULL;
+  fr_error err = {0};
+  int crops = 0;
+  CU_ASSERT_EQUAL_FATAL(fr_input_source_open(paths, 1, &src, &err), FR_OK);
+  fr_input_item it;
+  while (fr_input_source_next(src, &it, &err) == 1) {
+    fr_image img;
+    CU_ASSERT_EQUAL(fr_image_decode(it.bytes, it.size, it.key, &img, &err), FR_OK);
+    CU_ASSERT(img.width == 112 && img.height == 112);
+    fr_image_free(&img);
+    crops++;
+  }
+  fr_input_source_close(src);
+  CU_ASSERT(crops >= 2);
+  /* usage errors */
+  snprintf(cmd, sizeof(cmd), "%s/faceri detect --min-face 3 -o %s/g.h5 %s/in 2>/dev/null", FACERI_BINARY_DIR, dir,
+           dir);
+  rc = system(cmd);
+  CU_ASSERT(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
+  const char *names[] = {"in/0.ppm", "in/1.ppm", "in/notes.txt", "in", "f.h5", "c.tar", "out.json"};
+  for (int i = 0; i < 7; i++) {
+    snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+    if (remove(path) != 0 && i != 4)
+      printf("\n    could not remove %s", path);
+  }
+  rmdir(dir);
+}
+
 static void test_no_validation_messages(void) { CU_ASSERT_EQUAL(fr_vk_validation_messages(ctx), 0); }
 
 int main(void)
@@ -196,6 +265,7 @@ int main(void)
   CU_add_test(s, "LFW images: one face near the centre", test_one_central_face);
   CU_add_test(s, "matches the PyTorch/Kotlin pipeline", test_matches_pytorch_pipeline);
   CU_add_test(s, "bad and faceless input", test_bad_input);
+  CU_add_test(s, "faceri detect end to end", test_cli);
   CU_add_test(s, "no validation messages", test_no_validation_messages);
   int rc = test_run_all();
   for (int i = 0; i < n_imgs; i++)
