@@ -15,6 +15,7 @@ static const char usage[] =
     "  run       embed face archives on every Vulkan device: coordinator + in-process workers\n"
     "  coordinate  serve face archives to 'faceri worker' processes on a fleet, collect results\n"
     "  embed     embed face images, folders or archives into an HDF5 file, in one process\n"
+    "  detect    find faces (MTCNN) and their landmarks; optionally write aligned crops\n"
     "  bench     measure images/s, per-layer times and device memory\n"
     "  devices   list the Vulkan devices with their limits and memory\n"
     "  model     import a model (model import) or describe one (model info)\n"
@@ -48,6 +49,8 @@ int main(int argc, char **argv)
     return fr_cmd_coordinate(argc - 1, argv + 1);
   if (!strcmp(cmd, "embed"))
     return fr_cmd_embed(argc - 1, argv + 1);
+  if (!strcmp(cmd, "detect"))
+    return fr_cmd_detect(argc - 1, argv + 1);
   if (!strcmp(cmd, "bench"))
     return fr_cmd_bench(argc - 1, argv + 1);
   if (!strcmp(cmd, "devices"))

@@ -14,6 +14,7 @@ int fr_cmd_model(int argc, char **argv);
 int fr_cmd_embed(int argc, char **argv);
 int fr_cmd_bench(int argc, char **argv);
 int fr_cmd_train(int argc, char **argv);
+int fr_cmd_detect(int argc, char **argv);
 
 /* The whole command line, quoted where needed, for result files. */
 const char *fr_command_line(void);
