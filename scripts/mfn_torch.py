@@ -571,10 +571,61 @@ def bench(tflite=None, batch=8, iters=20, warmup=3, threads=2, device="cpu", cha
             "malloc_conf": os.environ.get("MALLOC_CONF", "")}
 
 
+def bench_train(tflite=None, batch=8, iters=5, warmup=1, threads=2, device="cpu", channels_last=True,
+                classes=1000):
+    """Time training steps the way `faceri bench --train` does: forward, an L2-normalised
+    linear head with softmax cross-entropy over `classes`, backward through every layer,
+    SGD with momentum. Returns a dict like bench()."""
+    torch.set_num_threads(threads)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda: torch has no CUDA device here")
+    m = build_model(tflite, channels_last=channels_last, device=device)
+    m.train()
+    params = [p for p in m.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(batch, 112, 112, 3, generator=g) * 2 - 1).to(device)
+    y = (torch.arange(batch) * 7919 % classes).to(device)
+    with torch.no_grad():
+        dim = m(x[:1]).shape[1]
+    head = torch.nn.Parameter((torch.rand(classes, dim, generator=g) * 2 - 1).to(device) / dim ** 0.5)
+    opt = torch.optim.SGD(params + [head], lr=0.01, momentum=0.9)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def step():
+        opt.zero_grad(set_to_none=False)
+        e = torch.nn.functional.normalize(m(x), dim=1)
+        loss = torch.nn.functional.cross_entropy(e @ head.t(), y)
+        loss.backward()
+        opt.step()
+
+    for _ in range(warmup):
+        step()
+    sync()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - t0)
+    total = sum(times)
+    med = sorted(times)[len(times) // 2]
+    return {"backend": f"torch-{torch.__version__}", "mode": "train", "device": device,
+            "threads": threads if device == "cpu" else None, "batch": batch, "iters": iters,
+            "images_per_s": batch * iters / total,
+            "median_images_per_s": batch / med,
+            "best_images_per_s": batch / min(times),
+            "median_ms_per_batch": 1000 * med,
+            "ld_preload": os.environ.get("LD_PRELOAD", ""),
+            "malloc_conf": os.environ.get("MALLOC_CONF", "")}
+
+
 def cmd_bench(args):
     try:
-        r = bench(args.tflite, args.batch, args.iters, args.warmup, args.threads, args.device,
-                  not args.no_channels_last)
+        fn = bench_train if args.train else bench
+        r = fn(args.tflite, args.batch, args.iters, args.warmup, args.threads, args.device,
+               not args.no_channels_last)
     except (RuntimeError, tflite_parse.TFLiteError) as e:
         raise SystemExit(f"error: {e}")
     if args.json:
@@ -621,6 +672,8 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--no-channels-last", action="store_true")
+    p.add_argument("--train", action="store_true",
+                   help="time training steps (forward, softmax head, backward, SGD) instead")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_bench)
 
