@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "faceri/commands.h"
+#include "faceri/eval.h"
 #include "faceri/scheduler.h"
 #include "faceri/worker_loop.h"
 
@@ -53,6 +54,8 @@ int main(int argc, char **argv)
     return fr_cmd_devices(argc - 1, argv + 1);
   if (!strcmp(cmd, "model"))
     return fr_cmd_model(argc - 1, argv + 1);
+  if (!strcmp(cmd, "eval"))
+    return fr_cmd_eval(argc - 1, argv + 1);
   if (!strcmp(cmd, "worker"))
     return fr_cmd_worker(argc - 1, argv + 1);
   fprintf(stderr, "faceri: unknown command \"%s\"\n\n%s", cmd, usage);
