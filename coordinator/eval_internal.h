@@ -48,6 +48,12 @@ int eval_pairs_score(fr_results_reader *r, const eval_items *it, const eval_pair
 int eval_gather_rows(fr_results_reader *r, const eval_items *it, const uint8_t *need, float **rows, int64_t **slot,
                      int64_t *count, fr_error *err);
 
+/* Used items p0 .. p1 - 1 read as one hyperslab of their global rows (the span
+ * index[p1-1] - index[p0] + 1 must be at most max_rows; eval_span_end picks p1). */
+int64_t eval_span_end(const eval_items *it, int64_t p0, int64_t max_rows);
+int eval_read_used(fr_results_reader *r, const eval_items *it, int64_t p0, int64_t p1, float *scratch, float *out,
+                   fr_error *err);
+
 /* xorshift64*: small, seeded, the same on every platform. */
 static inline uint64_t eval_rand(uint64_t *s)
 {

@@ -363,3 +363,26 @@ int eval_pairs_score(fr_results_reader *r, const eval_items *it, const eval_pair
   free(slot);
   return rc;
 }
+
+int64_t eval_span_end(const eval_items *it, int64_t p0, int64_t max_rows)
+{
+  int64_t p1 = p0;
+  while (p1 < it->n && it->index[p1] - it->index[p0] < max_rows)
+    p1++;
+  return p1;
+}
+
+int eval_read_used(fr_results_reader *r, const eval_items *it, int64_t p0, int64_t p1, float *scratch, float *out,
+                   fr_error *err)
+{
+  if (p1 <= p0)
+    return FR_OK;
+  int dim = fr_results_reader_dim(r);
+  int64_t first = it->index[p0], span = it->index[p1 - 1] - first + 1;
+  if (span == p1 - p0) /* no failed items in between: read straight into place */
+    return fr_results_read_embedding(r, first, span, out, err);
+  int rc = fr_results_read_embedding(r, first, span, scratch, err);
+  for (int64_t p = p0; !rc && p < p1; p++)
+    memcpy(out + (size_t)(p - p0) * dim, scratch + (size_t)(it->index[p] - first) * dim, (size_t)dim * sizeof(float));
+  return rc;
+}

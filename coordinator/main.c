@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "faceri/audit.h"
 #include "faceri/commands.h"
 #include "faceri/eval.h"
 #include "faceri/scheduler.h"
@@ -54,6 +55,8 @@ int main(int argc, char **argv)
     return fr_cmd_devices(argc - 1, argv + 1);
   if (!strcmp(cmd, "model"))
     return fr_cmd_model(argc - 1, argv + 1);
+  if (!strcmp(cmd, "audit"))
+    return fr_cmd_audit(argc - 1, argv + 1);
   if (!strcmp(cmd, "eval"))
     return fr_cmd_eval(argc - 1, argv + 1);
   if (!strcmp(cmd, "worker"))
