@@ -5,6 +5,7 @@
 #include "faceri/audit.h"
 #include "faceri/commands.h"
 #include "faceri/eval.h"
+#include "faceri/gallery.h"
 #include "faceri/scheduler.h"
 #include "faceri/worker_loop.h"
 
@@ -57,6 +58,8 @@ int main(int argc, char **argv)
     return fr_cmd_model(argc - 1, argv + 1);
   if (!strcmp(cmd, "audit"))
     return fr_cmd_audit(argc - 1, argv + 1);
+  if (!strcmp(cmd, "gallery"))
+    return fr_cmd_gallery(argc - 1, argv + 1);
   if (!strcmp(cmd, "eval"))
     return fr_cmd_eval(argc - 1, argv + 1);
   if (!strcmp(cmd, "worker"))
