@@ -6,6 +6,7 @@
 #include "faceri/commands.h"
 #include "faceri/eval.h"
 #include "faceri/gallery.h"
+#include "faceri/report.h"
 #include "faceri/scheduler.h"
 #include "faceri/worker_loop.h"
 
@@ -60,6 +61,8 @@ int main(int argc, char **argv)
     return fr_cmd_audit(argc - 1, argv + 1);
   if (!strcmp(cmd, "gallery"))
     return fr_cmd_gallery(argc - 1, argv + 1);
+  if (!strcmp(cmd, "report"))
+    return fr_cmd_report(argc - 1, argv + 1);
   if (!strcmp(cmd, "eval"))
     return fr_cmd_eval(argc - 1, argv + 1);
   if (!strcmp(cmd, "worker"))

@@ -13,6 +13,9 @@ typedef struct fixture_item {
 
 /* Writes n items as one committed shard and closes the file as complete. */
 int fixture_write(const char *path, const fixture_item *items, int n, int dim, fr_error *err);
+/* The same, recording input paths (files or folders the keys come from) in /inputs. */
+int fixture_write_inputs(const char *path, const fixture_item *items, int n, int dim, const char *const *inputs,
+                         int n_inputs, fr_error *err);
 
 /* A synthetic labelled set: n_ids identities of per_id items each, interleaved
  * (item i is identity i % n_ids), cluster centres plus noise whose strength

@@ -7,8 +7,22 @@
 
 int fixture_write(const char *path, const fixture_item *items, int n, int dim, fr_error *err)
 {
+  return fixture_write_inputs(path, items, n, dim, NULL, 0, err);
+}
+
+int fixture_write_inputs(const char *path, const fixture_item *items, int n, int dim, const char *const *inputs,
+                         int n_inputs, fr_error *err)
+{
+  fr_input_fingerprint fp[8];
+  if (n_inputs > 8)
+    return fr_error_set(err, FR_ERR_INVALID, "fixture: at most 8 inputs");
+  for (int i = 0; i < n_inputs; i++) {
+    int rc = fr_fingerprint_input(inputs[i], &fp[i], err);
+    if (rc)
+      return rc;
+  }
   fr_results_meta meta = {.command_line = "test", .model_path = "none", .model_sha256 = "0", .architecture = "test",
-                          .device = "test device", .embedding_size = dim};
+                          .device = "test device", .embedding_size = dim, .n_inputs = n_inputs, .inputs = fp};
   fr_results_file *rf = NULL;
   int rc = fr_results_create(path, &meta, &rf, err);
   if (rc)
