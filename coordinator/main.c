@@ -2,7 +2,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "faceri/audit.h"
 #include "faceri/commands.h"
+#include "faceri/eval.h"
+#include "faceri/gallery.h"
+#include "faceri/report.h"
 #include "faceri/scheduler.h"
 #include "faceri/worker_loop.h"
 
@@ -57,6 +61,14 @@ int main(int argc, char **argv)
     return fr_cmd_devices(argc - 1, argv + 1);
   if (!strcmp(cmd, "model"))
     return fr_cmd_model(argc - 1, argv + 1);
+  if (!strcmp(cmd, "audit"))
+    return fr_cmd_audit(argc - 1, argv + 1);
+  if (!strcmp(cmd, "gallery"))
+    return fr_cmd_gallery(argc - 1, argv + 1);
+  if (!strcmp(cmd, "report"))
+    return fr_cmd_report(argc - 1, argv + 1);
+  if (!strcmp(cmd, "eval"))
+    return fr_cmd_eval(argc - 1, argv + 1);
   if (!strcmp(cmd, "worker"))
     return fr_cmd_worker(argc - 1, argv + 1);
   if (!strcmp(cmd, "train"))

@@ -1,0 +1,240 @@
+/* faceri gallery build | search | bench (include/faceri/gallery.h). */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "faceri/cli_util.h"
+#include "faceri/commands.h"
+#include "faceri/gallery.h"
+#include "faceri/similarity.h"
+
+static const char usage[] =
+    "usage: faceri gallery build RESULTS.h5 -o GALLERY.h5 [--min-quality Q] [--weighting mean|quality]\n"
+    "                             [--quality COL]\n"
+    "       faceri gallery search GALLERY.h5 PROBES.h5 --top-k K -o MATCHES.h5 [--csv FILE]\n"
+    "       faceri gallery bench [--templates N] [--probes M] [--dim D] [--top-k K]\n"
+    "\n"
+    "build: one template per identity = normalised (quality-weighted) mean of its status-ok\n"
+    "       items; items whose quality column (default quality/ers if present, else\n"
+    "       quality/norm) is below Q or unknown are left out.\n"
+    "search: the K best templates (cosine) for every status-ok item of PROBES.h5, on the\n"
+    "       CPU in blocked score tiles; --csv writes key,rank,label,score lines.\n"
+    "bench: comparisons per second of the search on random unit vectors\n"
+    "       (default 100,000 templates x 10,000 probes, 192-d, top 10).\n";
+
+static int parse_double(const char *opt, const char *text, double *out, fr_error *err)
+{
+  char *end;
+  *out = strtod(text, &end);
+  if (end == text || *end || !isfinite(*out))
+    return fr_error_set(err, FR_ERR_INVALID, "%s: \"%s\" is not a number", opt, text);
+  return FR_OK;
+}
+
+static int cmd_build(int argc, char **argv)
+{
+  static const struct option longopts[] = {{"output", required_argument, 0, 'o'}, {"min-quality", required_argument, 0, 'q'},
+                                           {"weighting", required_argument, 0, 'w'}, {"quality", required_argument, 0, 'c'},
+                                           {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+  fr_gallery_build_options o = {.min_quality = NAN};
+  const char *out = NULL;
+  fr_error err = {0};
+  int c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
+    if (c == 'o')
+      out = optarg;
+    else if (c == 'q') {
+      if (parse_double("--min-quality", optarg, &o.min_quality, &err))
+        goto usage_error;
+    } else if (c == 'w') {
+      if (!strcmp(optarg, "mean") || !strcmp(optarg, "quality"))
+        o.weighting = optarg[0] == 'q' ? FR_WEIGHT_QUALITY : FR_WEIGHT_MEAN;
+      else {
+        fr_error_set(&err, FR_ERR_INVALID, "--weighting: \"%s\" is not mean or quality", optarg);
+        goto usage_error;
+      }
+    } else if (c == 'c')
+      o.quality_column = optarg;
+    else if (c == 'h') {
+      fputs(usage, stdout);
+      return FR_EXIT_OK;
+    } else {
+      fputs(usage, stderr);
+      return FR_EXIT_USAGE;
+    }
+  }
+  if (!out || optind != argc - 1) {
+    fr_error_set(&err, FR_ERR_INVALID, "expected RESULTS.h5 and -o GALLERY.h5");
+    goto usage_error;
+  }
+  fr_results_reader *r = NULL;
+  fr_gallery g = {0};
+  int64_t dropped = 0;
+  int rc = fr_results_reader_open(argv[optind], 0, &r, &err);
+  if (!rc)
+    rc = fr_gallery_build(r, &o, &g, &dropped, &err);
+  fr_results_reader_close(r);
+  if (!rc)
+    rc = fr_gallery_save(&g, out, argv[optind], &o, &err);
+  if (rc) {
+    fprintf(stderr, "faceri gallery build: %s\n", err.message);
+    fr_gallery_free(&g);
+    return rc == FR_ERR_INVALID ? FR_EXIT_USAGE : FR_EXIT_ERROR;
+  }
+  printf("{\"command\":\"gallery build\",\"templates\":%lld,\"dim\":%d,\"left_out\":%lld}\n", (long long)g.n, g.dim,
+         (long long)dropped);
+  fr_gallery_free(&g);
+  return FR_EXIT_OK;
+usage_error:
+  fprintf(stderr, "faceri gallery build: %s\n\n%s", err.message, usage);
+  return FR_EXIT_USAGE;
+}
+
+static int cmd_search(int argc, char **argv)
+{
+  static const struct option longopts[] = {{"output", required_argument, 0, 'o'}, {"top-k", required_argument, 0, 'k'},
+                                           {"csv", required_argument, 0, 'c'}, {"help", no_argument, 0, 'h'},
+                                           {0, 0, 0, 0}};
+  const char *out = NULL, *csv_path = NULL;
+  long k = 10;
+  fr_error err = {0};
+  int c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "o:k:h", longopts, NULL)) != -1) {
+    if (c == 'o')
+      out = optarg;
+    else if (c == 'k') {
+      if (fr_parse_int("--top-k", optarg, 1, 10000, &k, &err))
+        goto usage_error;
+    } else if (c == 'c')
+      csv_path = optarg;
+    else if (c == 'h') {
+      fputs(usage, stdout);
+      return FR_EXIT_OK;
+    } else {
+      fputs(usage, stderr);
+      return FR_EXIT_USAGE;
+    }
+  }
+  if (!out || optind != argc - 2) {
+    fr_error_set(&err, FR_ERR_INVALID, "expected GALLERY.h5 PROBES.h5 and -o MATCHES.h5");
+    goto usage_error;
+  }
+  fr_gallery g = {0};
+  fr_results_reader *r = NULL;
+  FILE *csv = NULL;
+  fr_gallery_search_stats st = {0};
+  int rc = fr_gallery_load(argv[optind], &g, &err);
+  if (!rc)
+    rc = fr_results_reader_open(argv[optind + 1], 0, &r, &err);
+  if (!rc && csv_path && !(csv = fopen(csv_path, "w")))
+    rc = fr_error_set(&err, FR_ERR_IO, "%s: cannot create the CSV file", csv_path);
+  if (csv)
+    fputs("key,rank,label,score\n", csv);
+  if (!rc)
+    rc = fr_gallery_search(&g, r, (int)k, out, csv, &st, &err);
+  if (csv && fclose(csv) != 0 && !rc)
+    rc = fr_error_set(&err, FR_ERR_IO, "%s: write failed", csv_path);
+  fr_results_reader_close(r);
+  fr_gallery_free(&g);
+  if (rc) {
+    fprintf(stderr, "faceri gallery search: %s\n", err.message);
+    return rc == FR_ERR_INVALID ? FR_EXIT_USAGE : FR_EXIT_ERROR;
+  }
+  printf("{\"command\":\"gallery search\",\"probes\":%lld,\"comparisons\":%lld,\"seconds\":%.3f,"
+         "\"comparisons_per_s\":%.4g}\n",
+         (long long)st.probes, (long long)st.comparisons, st.seconds,
+         st.seconds > 0 ? st.comparisons / st.seconds : 0.0);
+  return FR_EXIT_OK;
+usage_error:
+  fprintf(stderr, "faceri gallery search: %s\n\n%s", err.message, usage);
+  return FR_EXIT_USAGE;
+}
+
+static void random_units(float *v, int64_t n, int dim, uint64_t *s)
+{
+  for (int64_t i = 0; i < n; i++) {
+    double n2 = 0;
+    for (int k = 0; k < dim; k++) {
+      *s ^= *s >> 12, *s ^= *s << 25, *s ^= *s >> 27;
+      v[i * dim + k] = (float)((double)((*s * 0x2545f4914f6cdd1dull) >> 11) / 9007199254740992.0 - 0.5);
+      n2 += (double)v[i * dim + k] * v[i * dim + k];
+    }
+    for (int k = 0; k < dim; k++)
+      v[i * dim + k] = (float)(v[i * dim + k] / sqrt(n2));
+  }
+}
+
+/* The search's inner loop (score tiles + top-k merge) on random data, without file I/O. */
+static int cmd_bench(int argc, char **argv)
+{
+  static const struct option longopts[] = {{"templates", required_argument, 0, 't'}, {"probes", required_argument, 0, 'p'},
+                                           {"dim", required_argument, 0, 'd'}, {"top-k", required_argument, 0, 'k'},
+                                           {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+  long nt = 100000, np = 10000, dim = 192, k = 10;
+  fr_error err = {0};
+  int c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    long *dst = c == 't' ? &nt : c == 'p' ? &np : c == 'd' ? &dim : c == 'k' ? &k : NULL;
+    if (c == 'h') {
+      fputs(usage, stdout);
+      return FR_EXIT_OK;
+    }
+    if (!dst || fr_parse_int("gallery bench", optarg, 1, c == 'd' ? 4096 : 100000000L, dst, &err)) {
+      fprintf(stderr, "faceri gallery bench: %s\n", dst ? err.message : "unknown option");
+      return FR_EXIT_USAGE;
+    }
+  }
+  const int64_t PB = 1024, TB = 8192;
+  float *t = malloc((size_t)nt * dim * sizeof(float)), *p = malloc((size_t)np * dim * sizeof(float));
+  float *tile = malloc((size_t)PB * TB * sizeof(float));
+  fr_topk top = {0};
+  if (!t || !p || !tile || fr_topk_init(&top, np, (int)k, &err)) {
+    fprintf(stderr, "faceri gallery bench: out of memory for %ld x %ld\n", nt, dim);
+    free(t);
+    free(p);
+    free(tile);
+    return FR_EXIT_ERROR;
+  }
+  uint64_t s = 12345;
+  random_units(t, nt, (int)dim, &s);
+  random_units(p, np, (int)dim, &s);
+  double t0 = fr_now_seconds();
+  for (int64_t p0 = 0; p0 < np; p0 += PB) {
+    int64_t pn = np - p0 < PB ? np - p0 : PB;
+    for (int64_t t0b = 0; t0b < nt; t0b += TB) {
+      int64_t tn = nt - t0b < TB ? nt - t0b : TB;
+      fr_similarity_cpu(p + (size_t)p0 * dim, pn, t + (size_t)t0b * dim, tn, (int)dim, tile, tn);
+      fr_topk_merge(&top, p0, pn, t0b, tn, tile, tn);
+    }
+  }
+  double sec = fr_now_seconds() - t0, cmp = (double)nt * (double)np;
+  printf("{\"command\":\"gallery bench\",\"path\":\"cpu\",\"templates\":%ld,\"probes\":%ld,\"dim\":%ld,\"top_k\":%ld,"
+         "\"seconds\":%.3f,\"comparisons_per_s\":%.4g,\"gflops\":%.3g}\n",
+         nt, np, dim, k, sec, cmp / sec, 2.0 * cmp * dim / sec / 1e9);
+  fr_topk_free(&top);
+  free(t);
+  free(p);
+  free(tile);
+  return FR_EXIT_OK;
+}
+
+int fr_cmd_gallery(int argc, char **argv)
+{
+  if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+    fputs(usage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? FR_EXIT_USAGE : FR_EXIT_OK;
+  }
+  if (!strcmp(argv[1], "build"))
+    return cmd_build(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "search"))
+    return cmd_search(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "bench"))
+    return cmd_bench(argc - 1, argv + 1);
+  fprintf(stderr, "faceri gallery: unknown subcommand \"%s\"\n\n%s", argv[1], usage);
+  return FR_EXIT_USAGE;
+}
