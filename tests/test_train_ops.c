@@ -219,8 +219,6 @@ static void test_fd_conv(void)
   fd_conv("conv 3x3 s2 SAME 3->5 odd", conv(1, 7, 5, 3, 5, 3, 2, 0, 0));
   fd_conv("conv 1x1 7->3 (GEMM)", conv(2, 3, 2, 7, 3, 1, 1, 0, 0));
   fd_conv("linear 9->4", conv(3, 1, 1, 9, 4, 1, 1, 0, 0));
-  fd_conv("conv 1x1 36->20, 45 rows (GEMM tile edges)", conv(3, 5, 3, 36, 20, 1, 1, 0, 0));
-  fd_conv("conv 3x3 s2 3->12 odd sizes (im2col)", conv(2, 17, 15, 3, 12, 3, 2, 0, 0));
   fd_conv("conv 7x7 SAME 2->1 (CBAM spatial)", conv(1, 5, 6, 2, 1, 7, 1, 0, 0));
   fd_conv("dw 3x3 s1 SAME", conv(2, 5, 4, 3, 3, 3, 1, 1, 0));
   fd_conv("dw 3x3 s2 SAME even", conv(1, 6, 6, 3, 3, 3, 2, 1, 0));
@@ -340,60 +338,30 @@ static void seq_finish(fr_vk_sequence *seq)
   } while (0)
 #define E (&err_)
 
-/* A device tensor of n floats that starts `off` floats into its buffer. */
-static dev dev_new_at(const double *data, size_t n, size_t off)
-{
-  double *padded = calloc(n + off ? n + off : 1, sizeof(double));
-  for (size_t i = 0; data && i < n; i++)
-    padded[off + i] = data[i];
-  dev out = dev_new(padded, n + off);
-  free(padded);
-  return out;
-}
-
-static fr_vk_arg A_at(dev *d, size_t off) { return (fr_vk_arg){&d->b, off * sizeof(float), 0}; }
-
-static void expect_at(const char *what, dev *d, size_t off, const double *want)
-{
-  double *got = dev_read(d);
-  double e = rel_err_d(got + off, want, d->n - off);
-  free(got);
-  printf("\n    %-46s rel err %.2e", what, e);
-  CU_ASSERT(e <= 1e-4);
-}
-
-/* All three gradients of a conv on the device against the reference, every tensor
- * bound `off` floats into its buffer (a multiple of the storage offset alignment). */
-static void gpu_conv_at(const char *name, fr_conv_params p, size_t off)
+static void gpu_conv(const char *name, fr_conv_params p)
 {
   double *x = random_d(conv_in_n(&p)), *w = random_d(conv_w_n(&p)), *dy = random_d(conv_out_n(&p));
   double *dx = malloc(conv_in_n(&p) * sizeof(double)), *dw = malloc(conv_w_n(&p) * sizeof(double));
   double *db = malloc((size_t)p.out_c * sizeof(double));
   fr_ref_train_conv_bwd(&p, x, w, dy, dx, dw, db);
-  dev gx = dev_new_at(x, conv_in_n(&p), off), gw = dev_new_at(w, conv_w_n(&p), off);
-  dev gdy = dev_new_at(dy, conv_out_n(&p), off), gdx = dev_new_at(NULL, conv_in_n(&p), off);
-  dev gdw = dev_new_at(NULL, conv_w_n(&p), off), gdb = dev_new_at(NULL, (size_t)p.out_c, off);
-  dev s1 = dev_new_at(NULL, fr_train_conv_filter_scratch_floats(&p), off);
-  dev s2 = dev_new_at(NULL, fr_train_reduce_scratch_floats(p.batch * p.out_h * p.out_w, p.out_c), off);
+  dev gx = dev_new(x, conv_in_n(&p)), gw = dev_new(w, conv_w_n(&p)), gdy = dev_new(dy, conv_out_n(&p));
+  dev gdx = dev_new(NULL, conv_in_n(&p)), gdw = dev_new(NULL, conv_w_n(&p)), gdb = dev_new(NULL, (size_t)p.out_c);
+  dev s1 = dev_new(NULL, fr_train_conv_filter_scratch_floats(&p));
+  dev s2 = dev_new(NULL, fr_train_reduce_scratch_floats(p.batch * p.out_h * p.out_w, p.out_c));
   fr_vk_sequence *seq = seq_start();
-  OK(fr_train_record_conv_bwd_data(tops, seq, &p, A_at(&gdy, off), A_at(&gw, off), A_at(&gdx, off), E));
-  OK(fr_train_record_conv_bwd_filter(tops, seq, &p, A_at(&gx, off), A_at(&gdy, off), A_at(&s1, off),
-                                     A_at(&gdw, off), E));
-  OK(fr_train_record_bias_bwd(tops, seq, p.batch * p.out_h * p.out_w, p.out_c, A_at(&gdy, off), A_at(&s2, off),
-                              A_at(&gdb, off), E));
+  OK(fr_train_record_conv_bwd_data(tops, seq, &p, A(&gdy), A(&gw), A(&gdx), E));
+  OK(fr_train_record_conv_bwd_filter(tops, seq, &p, A(&gx), A(&gdy), A(&s1), A(&gdw), E));
+  OK(fr_train_record_bias_bwd(tops, seq, p.batch * p.out_h * p.out_w, p.out_c, A(&gdy), A(&s2), A(&gdb), E));
   seq_finish(seq);
-  printf("\n    %s [%s, %s]", name, fr_train_conv_bwd_kernel_name(tops, &p, 0),
-         fr_train_conv_bwd_kernel_name(tops, &p, 1));
-  expect_at("  dx", &gdx, off, dx);
-  expect_at("  dw", &gdw, off, dw);
-  expect_at("  db", &gdb, off, db);
+  printf("\n    %s", name);
+  expect("  dx", &gdx, dx);
+  expect("  dw", &gdw, dw);
+  expect("  db", &gdb, db);
   dev *all[] = {&gx, &gw, &gdy, &gdx, &gdw, &gdb, &s1, &s2};
   for (int i = 0; i < 8; i++)
     dev_free(all[i]);
   free(x), free(w), free(dy), free(dx), free(dw), free(db);
 }
-
-static void gpu_conv(const char *name, fr_conv_params p) { gpu_conv_at(name, p, 0); }
 
 static void test_gpu_conv(void)
 {
@@ -409,45 +377,6 @@ static void test_gpu_conv(void)
   gpu_conv("dw 3x3 s2 even (asymmetric)", conv(2, 14, 14, 16, 16, 3, 2, 1, 0));
   gpu_conv("dw 3x3 s2 odd channels/sizes", conv(1, 7, 9, 5, 5, 3, 2, 1, 0));
   gpu_conv("dw 7x7 VALID (global) 40", conv(3, 7, 7, 40, 40, 7, 1, 1, 1));
-}
-
-/* Whether this device runs the texel-fed kernels (the GPU paths' test device is lavapipe). */
-static int fast_kernels(void)
-{
-  const fr_vk_device_info *info = fr_vk_context_device(ctx);
-  return info->has_texel_rgba32f && info->subgroup_size >= 8 && (info->subgroup_ops & VK_SUBGROUP_FEATURE_SHUFFLE_BIT);
-}
-
-static void expect_kernel(fr_conv_params p, int filter, const char *want)
-{
-  const char *got = fr_train_conv_bwd_kernel_name(tops, &p, filter);
-  if (fast_kernels())
-    CU_ASSERT_PTR_NOT_NULL(strstr(got, want));
-}
-
-/* The texel-fed GEMMs at shapes that cut their tiles: 4 rows x 8 lanes of dx, 8 input
- * channels per column tile, 32 output channels x 8 k's per weight-gradient group, rows
- * in fours; the fixed-K variants (out_c 64, 128, 256); one chunk (written straight to
- * dw) and many; tensors that start inside their buffers. */
-static void test_gpu_conv_gemm(void)
-{
-  fr_conv_params edge = conv(3, 5, 3, 36, 20, 1, 1, 0, 0);
-  expect_kernel(edge, 0, "gemm");
-  expect_kernel(edge, 1, "gemm");
-  gpu_conv("1x1 36->20, 45 rows (every tile edge)", edge);
-  gpu_conv("1x1 12->64 (fixed K 64), 70 rows", conv(2, 7, 5, 12, 64, 1, 1, 0, 0));
-  gpu_conv("1x1 128->128 @9 (fixed K 128), 6 chunks", conv(5, 9, 9, 128, 128, 1, 1, 0, 0));
-  gpu_conv("1x1 20->256 (fixed K 256), 27 rows", conv(3, 3, 3, 20, 256, 1, 1, 0, 0));
-  gpu_conv("1x1 4->36 (one k texel)", conv(2, 3, 5, 4, 36, 1, 1, 0, 0));
-  gpu_conv("linear 64->8, 3 rows (one chunk)", conv(3, 1, 1, 64, 8, 1, 1, 0, 0));
-  gpu_conv("linear 40->516, 7 rows", conv(7, 1, 1, 40, 516, 1, 1, 0, 0));
-  fr_conv_params stem = conv(2, 17, 15, 3, 12, 3, 2, 0, 0);
-  expect_kernel(stem, 1, "i2c");
-  gpu_conv("3x3 s2 3->12 odd sizes (im2col, K 27)", stem);
-  gpu_conv("3x3 s1 5->8 (im2col, K 45)", conv(2, 6, 7, 5, 8, 3, 1, 0, 0));
-  gpu_conv("1x1 s2 8->12 (im2col)", conv(2, 9, 9, 8, 12, 1, 2, 0, 0));
-  gpu_conv_at("1x1 36->20, tensors 16 bytes into their buffers", edge, 4);
-  gpu_conv_at("3x3 s2 3->12, tensors 256 bytes into their buffers", stem, 64);
 }
 
 static void test_gpu_elementwise(void)
@@ -668,6 +597,8 @@ static void test_determinism(void)
   /* Multi-chunk reductions of every kind, recorded once and run twice, then recorded
    * again in a new sequence: all three results must be the same bytes. */
   fr_conv_params p = conv(4, 14, 14, 32, 24, 3, 2, 0, 0);
+  /* and the depthwise and 1x1 weight gradients on the same input */
+  fr_conv_params pd = conv(4, 14, 14, 32, 32, 3, 1, 1, 0), pp = conv(4, 14, 14, 32, 24, 1, 1, 0, 0);
   int rows = 3001, ch = 6;
   size_t bn_n = (size_t)rows * ch;
   double *x = random_d(conv_in_n(&p)), *dy = random_d(conv_out_n(&p)), *bx = random_d(bn_n), *bdy = random_d(bn_n);
@@ -681,9 +612,15 @@ static void test_determinism(void)
   dev m = dev_new(NULL, (size_t)ch), v = dev_new(NULL, (size_t)ch), is = dev_new(NULL, (size_t)ch);
   dev dg = dev_new(NULL, (size_t)ch), db = dev_new(NULL, (size_t)ch), gdx = dev_new(NULL, bn_n);
   dev s2 = dev_new(NULL, fr_train_reduce_scratch_floats(rows, ch));
+  double *dyd = random_d(conv_out_n(&pd)), *dyp = random_d(conv_out_n(&pp));
+  dev gdyd = dev_new(dyd, conv_out_n(&pd)), gdwd = dev_new(NULL, conv_w_n(&pd));
+  dev sd = dev_new(NULL, fr_train_conv_filter_scratch_floats(&pd));
+  dev gdyp = dev_new(dyp, conv_out_n(&pp)), gdwp = dev_new(NULL, conv_w_n(&pp));
+  dev sp = dev_new(NULL, fr_train_conv_filter_scratch_floats(&pp));
   fr_train_bn bn = {rows, ch, 1e-5f, 0.1f, A(&g1), A(&g0), A(&m), A(&v), A(&is), A(&rm), A(&rv), A(&dg), A(&db)};
-  dev *outs[4] = {&gdw, &gdx, &dg, &db};
-  float *first[4] = {0};
+  enum { NOUT = 6 };
+  dev *outs[NOUT] = {&gdw, &gdx, &dg, &db, &gdwd, &gdwp};
+  float *first[NOUT] = {0};
   int identical = 1;
   fr_vk_sequence *seq = NULL;
   for (int run = 0; run < 3; run++) {
@@ -694,19 +631,21 @@ static void test_determinism(void)
       CU_ASSERT_EQUAL_FATAL(fr_vk_sequence_create(ctx, 0, &seq, &err), FR_OK);
       CU_ASSERT_EQUAL(fr_vk_sequence_begin(seq, &err), FR_OK);
       OK(fr_train_record_conv_bwd_filter(tops, seq, &p, A(&gx), A(&gdy), A(&s1), A(&gdw), E));
+      OK(fr_train_record_conv_bwd_filter(tops, seq, &pd, A(&gx), A(&gdyd), A(&sd), A(&gdwd), E));
+      OK(fr_train_record_conv_bwd_filter(tops, seq, &pp, A(&gx), A(&gdyp), A(&sp), A(&gdwp), E));
       OK(fr_train_record_bn_fwd(tops, seq, &bn, A(&gbx), A(&gdx), A(&s2), E));
       fr_vk_sequence_barrier(seq);
       OK(fr_train_record_bn_bwd(tops, seq, &bn, A(&gbx), A(&gbdy), A(&gdx), A(&s2), E));
       CU_ASSERT_EQUAL(fr_vk_sequence_end(seq, &err), FR_OK);
     }
     /* scrub the outputs so a stale result cannot pass */
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < NOUT; k++) {
       float *junk = calloc(outs[k]->n, sizeof(float));
       fr_vk_buffer_upload(ctx, &outs[k]->b, 0, junk, outs[k]->n * sizeof(float), &err);
       free(junk);
     }
     CU_ASSERT_EQUAL(fr_vk_sequence_run(seq, &err), FR_OK);
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < NOUT; k++) {
       float *got = malloc(outs[k]->n * sizeof(float));
       fr_vk_buffer_download(ctx, &outs[k]->b, 0, got, outs[k]->n * sizeof(float), &err);
       if (!first[k])
@@ -721,14 +660,16 @@ static void test_determinism(void)
       seq = NULL;
     }
   }
-  printf("\n    conv weight gradient + batch norm backward, 3 runs: %s", identical ? "bit-identical" : "DIFFER");
+  printf("\n    conv (im2col, depthwise, 1x1) weight gradients + batch norm backward, 3 runs: %s",
+         identical ? "bit-identical" : "DIFFER");
   CU_ASSERT(identical);
-  for (int k = 0; k < 4; k++)
+  for (int k = 0; k < NOUT; k++)
     free(first[k]);
-  dev *all[] = {&gx, &gdy, &gdw, &s1, &gbx, &gbdy, &g1, &g0, &rm, &rv, &m, &v, &is, &dg, &db, &gdx, &s2};
+  dev *all[] = {&gx, &gdy, &gdw, &s1, &gbx, &gbdy, &g1, &g0, &rm, &rv, &m, &v, &is, &dg, &db, &gdx, &s2,
+                &gdyd, &gdwd, &sd, &gdyp, &gdwp, &sp};
   for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
     dev_free(all[i]);
-  free(x), free(dy), free(bx), free(bdy), free(ones);
+  free(x), free(dy), free(bx), free(bdy), free(ones), free(dyd), free(dyp);
 }
 
 static void test_bad_params(void)
@@ -769,7 +710,6 @@ int main(void)
   CU_add_test(s, "references: element-wise, l2norm, dropout vs finite differences", test_fd_elementwise);
   CU_add_test(s, "references: batch norm, pooling, concat vs finite differences", test_fd_bn_pool_concat);
   CU_add_test(s, "device: conv input, weight and bias gradients", test_gpu_conv);
-  CU_add_test(s, "device: texel-fed conv GEMMs at tile edges", test_gpu_conv_gemm);
   CU_add_test(s, "device: activations, bias, add, multiply", test_gpu_elementwise);
   CU_add_test(s, "device: dropout mask and scale", test_gpu_dropout);
   CU_add_test(s, "device: l2 normalisation backward", test_gpu_l2norm_bwd);

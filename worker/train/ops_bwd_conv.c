@@ -145,10 +145,13 @@ size_t fr_train_conv_filter_scratch_floats(const fr_conv_params *p)
 {
   uint32_t r, chunks;
   fr_tops_chunking((uint64_t)p->batch * p->out_h * p->out_w, &r, &chunks);
-  /* The GEMM's chunking depends on the device's workgroup width; at most it makes
-   * FILTER_TARGET_GROUPS chunks of CHUNK_MIN_ROWS rows or more, as the direct kernel's
-   * does (at most CHUNK_MAX_COUNT), so this bound holds for every kernel. */
-  size_t n = (size_t)chunks * conv_weight_count(p);
+  /* The direct kernel's chunks. The dense GEMM's depend on the device's workgroup width
+   * but never outnumber these (at most FILTER_TARGET_GROUPS chunks of CHUNK_MIN_ROWS rows
+   * or more); the depthwise strips leave chunks x column strips partials. */
+  size_t parts = chunks, dw = fr_tops_dw_filter_partials(p);
+  if (dw > parts)
+    parts = dw;
+  size_t n = parts * conv_weight_count(p);
   return n > 0 ? n : 1;
 }
 

@@ -21,12 +21,11 @@ typedef struct fr_tops_conv {
   int texel_ok; /* RGBA32F texel buffers, subgroup shuffles of >= 8 lanes */
   int cpu;      /* a CPU device: one subgroup per workgroup, fixed-K variants */
   uint32_t gemm_wg, filter_wg, dw_wg;
-  fr_vk_kernel *data_gemm;       /* 1x1 input gradient, any K */
+  fr_vk_kernel *data_gemm;          /* 1x1 input gradient, any K */
   fr_vk_kernel *data_gemm_fixed[3]; /* ... specialised for out_c = 64, 128, 256 (CPU only) */
-  fr_vk_kernel *filter_gemm[2];  /* dense weight gradient: [0] 1x1, [1] implicit im2col */
-  fr_vk_kernel *dw_data[2];      /* depthwise 3x3 input gradient, stride 1 and 2 */
-  fr_vk_kernel *dw_filter[2];    /* depthwise weight gradient: [0] 3x3 any stride, [1] any */
-  fr_vk_kernel *reduce4;         /* chunk sums of vec4 columns */
+  fr_vk_kernel *filter_gemm[2];     /* dense weight gradient: [0] 1x1, [1] implicit im2col */
+  /* depthwise, channels % 4 == 0: [0] 3x3 stride 1, [1] 3x3 stride 2, [2] any shape */
+  fr_vk_kernel *dw_data[3], *dw_filter[3];
 } fr_tops_conv;
 
 struct fr_train_ops {
