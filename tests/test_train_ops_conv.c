@@ -1,5 +1,5 @@
-/* The texel-fed convolution backward kernels (worker/train/ops_bwd_conv.c,
- * ops_bwd_dw.c) at shapes that cut their tiles and strips, against the double-precision
+/* The texel-fed backward kernels (worker/train/ops_bwd_conv.c, ops_bwd_dw.c,
+ * ops_bwd_eltwise.c) at shapes that cut their tiles and strips, against the double-precision
  * references of worker/train/ops_bwd_ref.c, which are themselves checked here against
  * central finite differences at some of the same shapes. test_train_ops.c covers the
  * other ops, the MobileFaceNet-like shapes and determinism. */
@@ -153,6 +153,15 @@ static double *dev_read(dev *d)
 }
 
 static void dev_free(dev *d) { fr_vk_buffer_destroy(ctx, &d->b); }
+
+static void expect(const char *what, dev *d, const double *want)
+{
+  double *got = dev_read(d);
+  double e = rel_err_d(got, want, d->n);
+  free(got);
+  printf("\n    %-46s rel err %.2e", what, e);
+  CU_ASSERT(e <= 1e-4);
+}
 
 static fr_vk_sequence *seq_start(void)
 {
@@ -309,6 +318,71 @@ static void test_gpu_conv_dw(void)
   gpu_conv_at("dw 3x3 s2, tensors 16 bytes into their buffers", s2, 4);
 }
 
+/* The texel-fed element-wise backward ops (channels % 4 == 0): activations and their
+ * gradients, the PReLU slope gradient fused with dx, the bias gradient, gradient sums;
+ * one chunk and many (3001 rows, a ragged last chunk); a second run gives the same bits. */
+static void gpu_eltwise(int rows, int ch)
+{
+  size_t n = (size_t)rows * ch;
+  double *x = random_d(n), *dy = random_d(n), *slope = random_d((size_t)ch), *b = random_d(n);
+  double *y = malloc(n * sizeof(double)), *dx = malloc(n * sizeof(double)), *ds = malloc(ch * sizeof(double));
+  double *db = calloc((size_t)ch, sizeof(double));
+  dev gx = dev_new(x, n), gdy = dev_new(dy, n), gs = dev_new(slope, (size_t)ch), gb = dev_new(b, n);
+  dev gy = dev_new(NULL, n), gdx = dev_new(NULL, n), gds = dev_new(NULL, (size_t)ch), gdb = dev_new(NULL, (size_t)ch);
+  dev scratch = dev_new(NULL, fr_train_reduce_scratch_floats(rows, ch));
+  printf("\n    %d rows x %d channels", rows, ch);
+  for (int a = 0; a < 2; a++) {
+    fr_train_act act = a ? FR_TRAIN_PRELU : FR_TRAIN_RELU;
+    float *first = NULL;
+    for (int run = 0; run < 2; run++) {
+      fr_vk_sequence *seq = seq_start();
+      OK(fr_train_record_act(tops, seq, act, rows, ch, (fr_vk_arg){&gx.b, 0, 0}, (fr_vk_arg){&gs.b, 0, 0},
+                             (fr_vk_arg){&gy.b, 0, 0}, E));
+      OK(fr_train_record_act_bwd(tops, seq, act, rows, ch, (fr_vk_arg){&gx.b, 0, 0}, (fr_vk_arg){&gdy.b, 0, 0},
+                                 (fr_vk_arg){&gs.b, 0, 0}, (fr_vk_arg){&gdx.b, 0, 0}, (fr_vk_arg){&scratch.b, 0, 0},
+                                 a ? (fr_vk_arg){&gds.b, 0, 0} : (fr_vk_arg){0}, E));
+      seq_finish(seq);
+      float *got = malloc(ch * sizeof(float));
+      fr_error err = {0};
+      fr_vk_buffer_download(ctx, &gds.b, 0, got, ch * sizeof(float), &err);
+      if (first) {
+        CU_ASSERT(memcmp(first, got, ch * sizeof(float)) == 0);
+        free(got);
+      } else {
+        first = got;
+      }
+    }
+    free(first);
+    fr_ref_train_act_fwd(act, (size_t)rows, ch, x, slope, y);
+    fr_ref_train_act_bwd(act, (size_t)rows, ch, x, dy, slope, dx, ds);
+    expect(a ? "  prelu forward" : "  relu forward", &gy, y);
+    expect(a ? "  prelu dx" : "  relu dx", &gdx, dx);
+    if (a)
+      expect("  prelu slope gradient (fused)", &gds, ds);
+  }
+  fr_vk_sequence *seq = seq_start();
+  OK(fr_train_record_bias_bwd(tops, seq, rows, ch, (fr_vk_arg){&gdy.b, 0, 0}, (fr_vk_arg){&scratch.b, 0, 0},
+                              (fr_vk_arg){&gdb.b, 0, 0}, E));
+  OK(fr_train_record_add(tops, seq, n, (fr_vk_arg){&gx.b, 0, 0}, (fr_vk_arg){&gb.b, 0, 0}, (fr_vk_arg){&gdx.b, 0, 0},
+                         E));
+  seq_finish(seq);
+  for (size_t i = 0; i < n; i++)
+    db[i % ch] += dy[i], dx[i] = x[i] + b[i];
+  expect("  bias gradient", &gdb, db);
+  expect("  add", &gdx, dx);
+  dev *all[] = {&gx, &gdy, &gs, &gb, &gy, &gdx, &gds, &gdb, &scratch};
+  for (int i = 0; i < 9; i++)
+    dev_free(all[i]);
+  free(x), free(dy), free(slope), free(b), free(y), free(dx), free(ds), free(db);
+}
+
+static void test_gpu_eltwise(void)
+{
+  gpu_eltwise(131, 12);
+  gpu_eltwise(3001, 8);
+  gpu_eltwise(7, 4);
+}
+
 static void test_no_validation_messages(void) { CU_ASSERT_EQUAL(fr_vk_validation_messages(ctx), 0); }
 
 int main(void)
@@ -323,6 +397,7 @@ int main(void)
   CU_add_test(s, "references at the edge shapes vs finite differences", test_fd_edges);
   CU_add_test(s, "device: texel-fed conv GEMMs at tile edges", test_gpu_conv_gemm);
   CU_add_test(s, "device: texel-fed depthwise kernels at strip edges", test_gpu_conv_dw);
+  CU_add_test(s, "device: texel-fed element-wise backward ops", test_gpu_eltwise);
   CU_add_test(s, "no validation messages", test_no_validation_messages);
   int rc = test_run_all();
   fr_train_ops_destroy(tops);

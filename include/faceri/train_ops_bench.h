@@ -1,11 +1,12 @@
 #ifndef FACERI_TRAIN_OPS_BENCH_H
 #define FACERI_TRAIN_OPS_BENCH_H
 /* Micro-benchmark of the convolution backward kernels on MobileFaceNet's layer shapes
- * (random data): for each distinct layer shape, the input gradient (bwd data) and the
- * weight gradient with its reduction (bwd filter) are recorded as their own sequences
- * and run several times, best run kept. Per shape: the kernel each uses, wall and
- * process-CPU milliseconds and GFLOP/s (2 x MACs per op); totals weight every shape by
- * how often the network has it. The stem's input gradient is skipped, as the trainer
+ * (random data): for each distinct layer shape, the input gradient (bwd data), the
+ * weight gradient with its reduction (bwd filter) and the epilogue's backward (PReLU's
+ * input and slope gradients and the bias gradient on the layer's output) are recorded
+ * as their own sequences and run several times, best run kept. Per shape: the kernel
+ * each uses, wall milliseconds and GFLOP/s per CPU-second (2 x MACs per op); totals
+ * weight every shape by how often the network has it. The stem's input gradient is skipped, as the trainer
  * skips it. On a CPU device shared with other work, CPU time / cores estimates the
  * uncontended time (see fr_ops_bench_layers). */
 #include <stdio.h>
@@ -14,7 +15,7 @@
 #include "faceri/vk_context.h"
 
 typedef struct fr_train_ops_bench_summary {
-  double data_ms, filter_ms; /* whole network: sum over layers of the best run (estimate as above) */
+  double data_ms, filter_ms, epilogue_ms; /* whole network: sum over layers of the best run (as above) */
   double data_gflops, filter_gflops;
   int shapes, layers;
 } fr_train_ops_bench_summary;

@@ -64,6 +64,8 @@ int fr_train_ops_create(fr_vk_context *ctx, fr_train_ops **out, fr_error *err)
     rc = fr_vk_kernel_create(ctx, k[i].name, k[i].bindings, st, k[i].push, k[i].wg, 1, k[i].out, err);
   if (!rc)
     rc = fr_tops_conv_create(t, err);
+  if (!rc)
+    rc = fr_tops_eltwise_create(t, err);
   if (rc) {
     fr_train_ops_destroy(t);
     return rc;
@@ -76,6 +78,7 @@ void fr_train_ops_destroy(fr_train_ops *t)
 {
   if (!t)
     return;
+  fr_tops_eltwise_destroy(t);
   fr_tops_conv_destroy(t);
   fr_vk_kernel *k[] = {t->reduce, t->eltwise, t->bn_stats,
                        t->l2norm_bwd, t->pool, t->pool_bwd, t->concat};
@@ -165,7 +168,12 @@ static int record_column_reduce(fr_train_ops *t, fr_vk_sequence *seq, const char
   reduce_push push = {(uint32_t)rows, (uint32_t)cols, 0, 0, (uint32_t)mode, 0, 0, 1.0f};
   fr_tops_chunking((uint64_t)rows, &push.rows_per_chunk, &push.chunks);
   fr_vk_arg args[6] = {a, b.buffer ? b : a, v0.buffer ? v0 : a, a, scratch, out};
-  rc = fr_tops_dispatch(t, seq, t->reduce, args, &push, (uint64_t)push.chunks * cols, err);
+  fr_vk_arg none = {0};
+  rc = mode == R_SUM ? fr_tops_eltwise(t, seq, EB_COLSUM, (uint64_t)rows, (uint64_t)cols, a, none, none, none,
+                                       scratch, err)
+                     : TOPS_FALLBACK;
+  if (rc == TOPS_FALLBACK)
+    rc = fr_tops_dispatch(t, seq, t->reduce, args, &push, (uint64_t)push.chunks * cols, err);
   if (rc)
     return rc;
   fr_vk_sequence_barrier(seq);
@@ -194,6 +202,14 @@ static int record_eltwise(fr_train_ops *t, fr_vk_sequence *seq, const char *op, 
   for (int i = 0; i < nv && !rc; i++)
     rc = fr_tops_need(v[i], push.channels, op, "per-channel vector", err);
   if (rc)
+    return rc;
+  int eb = push.op == OP_ADD ? EB_ADD : push.op == OP_RELU ? EB_RELU : push.op == OP_PRELU ? EB_PRELU
+         : push.op == OP_RELU_BWD ? EB_RELU_BWD : push.op == OP_PRELU_BWD ? EB_PRELU_BWD : -1;
+  fr_vk_arg none = {0};
+  rc = eb < 0 ? TOPS_FALLBACK
+              : fr_tops_eltwise(t, seq, eb, push.n / push.channels, push.channels, a, b, nv ? v[0] : none, out, none,
+                                err);
+  if (rc != TOPS_FALLBACK)
     return rc;
   fr_vk_arg args[8] = {a, b.buffer ? b : a, out, a, a, a, a, a};
   for (int i = 0; i < nv; i++)
@@ -230,6 +246,32 @@ int fr_train_record_act_bwd(fr_train_ops *t, fr_vk_sequence *seq, fr_train_act a
     return rc;
   uint32_t code = act == FR_TRAIN_RELU ? OP_RELU_BWD : act == FR_TRAIN_PRELU ? OP_PRELU_BWD : OP_SIGMOID_BWD;
   eltwise_push push = {(uint32_t)rows * (uint32_t)channels, (uint32_t)channels, code, 0, 0, 0, 0.0f};
+  if (act == FR_TRAIN_PRELU && dslope.buffer) {
+    /* One pass for dx and the slope gradient's chunk sums where the texel kernel runs. */
+    uint64_t n = (uint64_t)rows * channels;
+    rc = fr_tops_need(dy, n, op, "dy", err);
+    if (!rc)
+      rc = fr_tops_need(saved, n, op, "x", err);
+    if (!rc)
+      rc = fr_tops_need(slope, (uint64_t)channels, op, "slope", err);
+    if (!rc)
+      rc = fr_tops_need(dx, n, op, "dx", err);
+    if (!rc)
+      rc = fr_tops_need(scratch, fr_train_reduce_scratch_floats(rows, channels), op, "scratch", err);
+    if (!rc)
+      rc = fr_tops_need(dslope, (uint64_t)channels, op, "slope gradient", err);
+    if (!rc)
+      rc = fr_tops_eltwise(t, seq, EB_PRELU_BWD, (uint64_t)rows, (uint64_t)channels, dy, saved, slope, dx, scratch,
+                           err);
+    if (rc != TOPS_FALLBACK) {
+      if (rc)
+        return rc;
+      fr_vk_sequence_barrier(seq);
+      uint32_t r, chunks;
+      fr_tops_chunking((uint64_t)rows, &r, &chunks);
+      return fr_tops_reduce_final(t, seq, (uint32_t)channels, chunks, 1.0f, (fr_vk_arg){0}, scratch, dslope, err);
+    }
+  }
   rc = record_eltwise(t, seq, op, push, dy, saved, dx, &slope, act == FR_TRAIN_PRELU, err);
   if (rc || act != FR_TRAIN_PRELU || !dslope.buffer)
     return rc;

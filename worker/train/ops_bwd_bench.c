@@ -100,24 +100,31 @@ static double wall_seconds(void)
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-enum { B_X, B_DY, B_W, B_DX, B_DW, B_SCRATCH, B_COUNT };
+enum { B_X, B_DY, B_W, B_DX, B_DW, B_SCRATCH, B_Z, B_SLOPE, B_DZ, B_DB, B_DSLOPE, B_SCRATCH2, B_COUNT };
 
 static int make_buffers(fr_vk_context *ctx, const fr_conv_params *p, fr_vk_buffer *b, fr_error *err)
 {
   size_t wn = p->depthwise ? (size_t)p->kernel_h * p->kernel_w * p->out_c
                            : (size_t)p->out_c * p->kernel_h * p->kernel_w * p->in_c;
+  size_t rows = (size_t)p->batch * p->out_h * p->out_w, c = (size_t)p->out_c;
   size_t n[B_COUNT] = {(size_t)p->batch * p->in_h * p->in_w * p->in_c,
-                       (size_t)p->batch * p->out_h * p->out_w * p->out_c,
+                       rows * c,
                        wn,
                        (size_t)p->batch * p->in_h * p->in_w * p->in_c,
                        wn,
-                       fr_train_conv_filter_scratch_floats(p)};
+                       fr_train_conv_filter_scratch_floats(p),
+                       rows * c,
+                       c,
+                       rows * c,
+                       c,
+                       c,
+                       fr_train_reduce_scratch_floats((int)rows, (int)c)};
   int rc = FR_OK;
   unsigned state = 77u;
   for (int i = 0; i < B_COUNT && !rc; i++) {
     uint64_t bytes = ((uint64_t)n[i] * sizeof(float) + 255) & ~(uint64_t)255;
     rc = fr_vk_buffer_create(ctx, bytes, &b[i], err);
-    if (rc || i > B_W)
+    if (rc || (i > B_W && i != B_Z && i != B_SLOPE))
       continue;
     float *host = malloc(n[i] * sizeof(float));
     if (!host)
@@ -132,8 +139,9 @@ static int make_buffers(fr_vk_context *ctx, const fr_conv_params *p, fr_vk_buffe
   return rc;
 }
 
-/* Records one op (filter: the weight gradient, else the input gradient) alone and times it. */
-static int time_op(fr_vk_context *ctx, fr_train_ops *t, const fr_conv_params *p, const fr_vk_buffer *b, int filter,
+/* Records one op alone and times it: 0 the input gradient, 1 the weight gradient, 2
+ * the epilogue's backward (PReLU's input and slope gradients, then the bias gradient). */
+static int time_op(fr_vk_context *ctx, fr_train_ops *t, const fr_conv_params *p, const fr_vk_buffer *b, int op,
                    int runs, double *wall_ms, double *cpu_ms, fr_error *err)
 {
   fr_vk_sequence *seq = NULL;
@@ -143,9 +151,17 @@ static int time_op(fr_vk_context *ctx, fr_train_ops *t, const fr_conv_params *p,
   int rc = fr_vk_sequence_create(ctx, 0, &seq, err);
   if (!rc)
     rc = fr_vk_sequence_begin(seq, err);
-  if (!rc)
-    rc = filter ? fr_train_record_conv_bwd_filter(t, seq, p, a[B_X], a[B_DY], a[B_SCRATCH], a[B_DW], err)
-                : fr_train_record_conv_bwd_data(t, seq, p, a[B_DY], a[B_W], a[B_DX], err);
+  int rows = p->batch * p->out_h * p->out_w;
+  if (!rc && op == 2) {
+    rc = fr_train_record_act_bwd(t, seq, FR_TRAIN_PRELU, rows, p->out_c, a[B_Z], a[B_DY], a[B_SLOPE], a[B_DZ],
+                                 a[B_SCRATCH2], a[B_DSLOPE], err);
+    fr_vk_sequence_barrier(seq);
+    if (!rc)
+      rc = fr_train_record_bias_bwd(t, seq, rows, p->out_c, a[B_DZ], a[B_SCRATCH2], a[B_DB], err);
+  } else if (!rc) {
+    rc = op ? fr_train_record_conv_bwd_filter(t, seq, p, a[B_X], a[B_DY], a[B_SCRATCH], a[B_DW], err)
+            : fr_train_record_conv_bwd_data(t, seq, p, a[B_DY], a[B_W], a[B_DX], err);
+  }
   if (!rc)
     rc = fr_vk_sequence_end(seq, err);
   if (!rc)
@@ -176,10 +192,10 @@ int fr_train_ops_bench(fr_vk_context *ctx, int batch, int runs, const char *filt
   int rc = fr_train_ops_create(ctx, &t, err);
   double cores = fr_vk_context_device(ctx)->type == VK_PHYSICAL_DEVICE_TYPE_CPU ? (double)sysconf(_SC_NPROCESSORS_ONLN)
                                                                                : 0.0;
-  double macs_data = 0, macs_filter = 0, ms[2] = {0, 0};
+  double macs_data = 0, macs_filter = 0, ms[3] = {0, 0, 0};
   if (!rc && out)
-    fprintf(out, "%-26s %2s | %-17s %8s %7s %7s | %-17s %8s %7s %7s\n", "shape (batch x)", "n", "bwd data",
-            "wall ms", "GFLOP/s", "GF/cpus", "bwd filter", "wall ms", "GFLOP/s", "GF/cpus");
+    fprintf(out, "%-24s %2s | %-22s %8s %7s | %-22s %8s %7s | %8s %8s\n", "shape", "n", "bwd data", "wall ms",
+            "GF/cpus", "bwd filter", "wall ms", "GF/cpus", "epi ms", "epi cpu");
   for (int i = 0; i < net->n && !rc; i++) {
     bench_shape *s = &net->s[i];
     if (filter && !strstr(s->label, filter))
@@ -187,8 +203,8 @@ int fr_train_ops_bench(fr_vk_context *ctx, int batch, int runs, const char *filt
     fr_vk_buffer b[B_COUNT];
     memset(b, 0, sizeof(b));
     rc = make_buffers(ctx, &s->p, b, err);
-    double macs = conv_macs(&s->p), wall[2] = {0, 0}, cpu[2] = {0, 0};
-    for (int f = 0; f < 2 && !rc; f++)
+    double macs = conv_macs(&s->p), wall[3] = {0, 0, 0}, cpu[3] = {0, 0, 0};
+    for (int f = 0; f < 3 && !rc; f++)
       if (f || !s->first)
         rc = time_op(ctx, t, &s->p, b, f, runs, &wall[f], &cpu[f], err);
     for (int k = 0; k < B_COUNT; k++)
@@ -197,7 +213,7 @@ int fr_train_ops_bench(fr_vk_context *ctx, int batch, int runs, const char *filt
       fr_error_prefix(err, "train ops bench, %s", s->label);
       break;
     }
-    for (int f = 0; f < 2; f++)
+    for (int f = 0; f < 3; f++)
       ms[f] += s->count * (cores > 0 ? cpu[f] / cores : wall[f]);
     macs_filter += s->count * macs;
     if (!s->first)
@@ -206,25 +222,26 @@ int fr_train_ops_bench(fr_vk_context *ctx, int batch, int runs, const char *filt
     summary->layers += s->count;
     if (!out)
       continue;
-    fprintf(out, "%-26s %2d | ", s->label, s->count);
+    fprintf(out, "%-24s %2d | ", s->label, s->count);
     if (s->first)
-      fprintf(out, "%-17s %8s %7s %7s | ", "-", "", "", "");
+      fprintf(out, "%-22s %8s %7s | ", "-", "", "");
     else
-      fprintf(out, "%-17s %8.3f %7.2f %7.2f | ", fr_train_conv_bwd_kernel_name(t, &s->p, 0), wall[0],
-              2 * macs / (wall[0] * 1e6), 2 * macs / (cpu[0] * 1e6));
-    fprintf(out, "%-17s %8.3f %7.2f %7.2f\n", fr_train_conv_bwd_kernel_name(t, &s->p, 1), wall[1],
-            2 * macs / (wall[1] * 1e6), 2 * macs / (cpu[1] * 1e6));
+      fprintf(out, "%-22s %8.3f %7.2f | ", fr_train_conv_bwd_kernel_name(t, &s->p, 0), wall[0],
+              2 * macs / (cpu[0] * 1e6));
+    fprintf(out, "%-22s %8.3f %7.2f | %8.3f %8.3f\n", fr_train_conv_bwd_kernel_name(t, &s->p, 1), wall[1],
+            2 * macs / (cpu[1] * 1e6), wall[2], cpu[2]);
   }
   if (!rc) {
     summary->data_ms = ms[0];
     summary->filter_ms = ms[1];
+    summary->epilogue_ms = ms[2];
     summary->data_gflops = ms[0] > 0 ? 2 * macs_data / (ms[0] * 1e6) : 0;
     summary->filter_gflops = ms[1] > 0 ? 2 * macs_filter / (ms[1] * 1e6) : 0;
     if (out)
       fprintf(out, "network (%d layers, batch %d, %s): bwd data %.1f ms (%.2f GFLOP/s), bwd filter %.1f ms "
-                   "(%.2f GFLOP/s)\n",
+                   "(%.2f GFLOP/s), PReLU + bias backward %.1f ms\n",
               summary->layers, batch, cores > 0 ? "cpu ms / cores" : "wall ms", ms[0], summary->data_gflops, ms[1],
-              summary->filter_gflops);
+              summary->filter_gflops, ms[2]);
   }
   fr_train_ops_destroy(t);
   free(net);

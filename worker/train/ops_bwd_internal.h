@@ -26,7 +26,11 @@ typedef struct fr_tops_conv {
   fr_vk_kernel *filter_gemm[2];     /* dense weight gradient: [0] 1x1, [1] implicit im2col */
   /* depthwise, channels % 4 == 0: [0] 3x3 stride 1, [1] 3x3 stride 2, [2] any shape */
   fr_vk_kernel *dw_data[3], *dw_filter[3];
+  fr_vk_kernel *eltwise[2]; /* element-wise backward ops: [0] flat, [1] with column sums */
 } fr_tops_conv;
+
+/* Ops of train_eltwise_bwd (EB_* there). */
+enum { EB_ADD, EB_RELU, EB_PRELU, EB_RELU_BWD, EB_PRELU_BWD, EB_COLSUM };
 
 struct fr_train_ops {
   fr_vk_context *ctx;
@@ -55,6 +59,16 @@ int fr_tops_reduce_final(fr_train_ops *t, fr_vk_sequence *seq, uint32_t cols, ui
 /* ops_bwd_conv.c: the convolution kernels, made and freed with the ops object. */
 int fr_tops_conv_create(fr_train_ops *t, fr_error *err);
 void fr_tops_conv_destroy(fr_train_ops *t);
+/* ops_bwd_eltwise.c. fr_tops_eltwise: op over a [rows, cols] tensor (cols % 4 == 0, or
+ * any shape for EB_ADD), b and v (per column) read as the op needs, out written unless
+ * EB_COLSUM; with part.buffer set, each chunk's column sums of the op's term go to
+ * part (fr_tops_chunking of rows, fr_train_reduce_scratch_floats floats) for
+ * fr_tops_reduce_final. Arguments already checked; TOPS_FALLBACK where the texel views
+ * do not fit. */
+int fr_tops_eltwise_create(fr_train_ops *t, fr_error *err);
+void fr_tops_eltwise_destroy(fr_train_ops *t);
+int fr_tops_eltwise(fr_train_ops *t, fr_vk_sequence *seq, int op, uint64_t rows, uint64_t cols, fr_vk_arg a,
+                    fr_vk_arg b, fr_vk_arg v, fr_vk_arg out, fr_vk_arg part, fr_error *err);
 /* A uniform-texel-buffer view of `floats` floats at a.offset: the view starts at the
  * offset rounded down to the device's texel alignment and the shader adds *base texels.
  * 0 where that is impossible (offset not a multiple of 16 bytes, the view past the
