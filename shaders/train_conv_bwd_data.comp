@@ -27,18 +27,13 @@ void main()
   uint n = t / p.in_h;
   float acc = 0.0;
   // The taps that reach this pixel: oy * stride + ky == iy + pad, so ky steps by the
-  // stride from (iy + pad) % stride while oy counts down (two divisions per axis, none
-  // in the loops: lavapipe's integer division is slow).
+  // stride from the last output row that can reach it while oy counts down (two
+  // divisions per axis, none in the loops: lavapipe's integer division is slow).
   uint ry = iy + p.pad_top, rx = ix + p.pad_left;
-  uint ky0 = ry % p.stride_h, kx0 = rx % p.stride_w;
-  int oy = int(ry / p.stride_h);
-  for (uint ky = ky0; ky < p.kernel_h && oy >= 0; ky += p.stride_h, oy--) {
-    if (oy >= int(p.out_h))
-      continue;
-    int ox = int(rx / p.stride_w);
-    for (uint kx = kx0; kx < p.kernel_w && ox >= 0; kx += p.stride_w, ox--) {
-      if (ox >= int(p.out_w))
-        continue;
+  int oy = min(int(ry / p.stride_h), int(p.out_h) - 1), ox1 = min(int(rx / p.stride_w), int(p.out_w) - 1);
+  for (uint ky = ry - uint(oy) * p.stride_h; ky < p.kernel_h && oy >= 0; ky += p.stride_h, oy--) {
+    int ox = ox1;
+    for (uint kx = rx - uint(ox) * p.stride_w; kx < p.kernel_w && ox >= 0; kx += p.stride_w, ox--) {
       uint obase = ((n * p.out_h + uint(oy)) * p.out_w + uint(ox)) * p.out_c;
       if (p.depthwise != 0u) {
         acc += dy[obase + ic] * w[(ky * p.kernel_w + kx) * p.in_c + ic];

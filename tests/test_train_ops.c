@@ -597,6 +597,8 @@ static void test_determinism(void)
   /* Multi-chunk reductions of every kind, recorded once and run twice, then recorded
    * again in a new sequence: all three results must be the same bytes. */
   fr_conv_params p = conv(4, 14, 14, 32, 24, 3, 2, 0, 0);
+  /* and the depthwise and 1x1 weight gradients on the same input */
+  fr_conv_params pd = conv(4, 14, 14, 32, 32, 3, 1, 1, 0), pp = conv(4, 14, 14, 32, 24, 1, 1, 0, 0);
   int rows = 3001, ch = 6;
   size_t bn_n = (size_t)rows * ch;
   double *x = random_d(conv_in_n(&p)), *dy = random_d(conv_out_n(&p)), *bx = random_d(bn_n), *bdy = random_d(bn_n);
@@ -610,9 +612,15 @@ static void test_determinism(void)
   dev m = dev_new(NULL, (size_t)ch), v = dev_new(NULL, (size_t)ch), is = dev_new(NULL, (size_t)ch);
   dev dg = dev_new(NULL, (size_t)ch), db = dev_new(NULL, (size_t)ch), gdx = dev_new(NULL, bn_n);
   dev s2 = dev_new(NULL, fr_train_reduce_scratch_floats(rows, ch));
+  double *dyd = random_d(conv_out_n(&pd)), *dyp = random_d(conv_out_n(&pp));
+  dev gdyd = dev_new(dyd, conv_out_n(&pd)), gdwd = dev_new(NULL, conv_w_n(&pd));
+  dev sd = dev_new(NULL, fr_train_conv_filter_scratch_floats(&pd));
+  dev gdyp = dev_new(dyp, conv_out_n(&pp)), gdwp = dev_new(NULL, conv_w_n(&pp));
+  dev sp = dev_new(NULL, fr_train_conv_filter_scratch_floats(&pp));
   fr_train_bn bn = {rows, ch, 1e-5f, 0.1f, A(&g1), A(&g0), A(&m), A(&v), A(&is), A(&rm), A(&rv), A(&dg), A(&db)};
-  dev *outs[4] = {&gdw, &gdx, &dg, &db};
-  float *first[4] = {0};
+  enum { NOUT = 6 };
+  dev *outs[NOUT] = {&gdw, &gdx, &dg, &db, &gdwd, &gdwp};
+  float *first[NOUT] = {0};
   int identical = 1;
   fr_vk_sequence *seq = NULL;
   for (int run = 0; run < 3; run++) {
@@ -623,19 +631,21 @@ static void test_determinism(void)
       CU_ASSERT_EQUAL_FATAL(fr_vk_sequence_create(ctx, 0, &seq, &err), FR_OK);
       CU_ASSERT_EQUAL(fr_vk_sequence_begin(seq, &err), FR_OK);
       OK(fr_train_record_conv_bwd_filter(tops, seq, &p, A(&gx), A(&gdy), A(&s1), A(&gdw), E));
+      OK(fr_train_record_conv_bwd_filter(tops, seq, &pd, A(&gx), A(&gdyd), A(&sd), A(&gdwd), E));
+      OK(fr_train_record_conv_bwd_filter(tops, seq, &pp, A(&gx), A(&gdyp), A(&sp), A(&gdwp), E));
       OK(fr_train_record_bn_fwd(tops, seq, &bn, A(&gbx), A(&gdx), A(&s2), E));
       fr_vk_sequence_barrier(seq);
       OK(fr_train_record_bn_bwd(tops, seq, &bn, A(&gbx), A(&gbdy), A(&gdx), A(&s2), E));
       CU_ASSERT_EQUAL(fr_vk_sequence_end(seq, &err), FR_OK);
     }
     /* scrub the outputs so a stale result cannot pass */
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < NOUT; k++) {
       float *junk = calloc(outs[k]->n, sizeof(float));
       fr_vk_buffer_upload(ctx, &outs[k]->b, 0, junk, outs[k]->n * sizeof(float), &err);
       free(junk);
     }
     CU_ASSERT_EQUAL(fr_vk_sequence_run(seq, &err), FR_OK);
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < NOUT; k++) {
       float *got = malloc(outs[k]->n * sizeof(float));
       fr_vk_buffer_download(ctx, &outs[k]->b, 0, got, outs[k]->n * sizeof(float), &err);
       if (!first[k])
@@ -650,14 +660,16 @@ static void test_determinism(void)
       seq = NULL;
     }
   }
-  printf("\n    conv weight gradient + batch norm backward, 3 runs: %s", identical ? "bit-identical" : "DIFFER");
+  printf("\n    conv (im2col, depthwise, 1x1) weight gradients + batch norm backward, 3 runs: %s",
+         identical ? "bit-identical" : "DIFFER");
   CU_ASSERT(identical);
-  for (int k = 0; k < 4; k++)
+  for (int k = 0; k < NOUT; k++)
     free(first[k]);
-  dev *all[] = {&gx, &gdy, &gdw, &s1, &gbx, &gbdy, &g1, &g0, &rm, &rv, &m, &v, &is, &dg, &db, &gdx, &s2};
+  dev *all[] = {&gx, &gdy, &gdw, &s1, &gbx, &gbdy, &g1, &g0, &rm, &rv, &m, &v, &is, &dg, &db, &gdx, &s2,
+                &gdyd, &gdwd, &sd, &gdyp, &gdwp, &sp};
   for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
     dev_free(all[i]);
-  free(x), free(dy), free(bx), free(bdy), free(ones);
+  free(x), free(dy), free(bx), free(bdy), free(ones), free(dyd), free(dyp);
 }
 
 static void test_bad_params(void)

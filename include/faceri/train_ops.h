@@ -40,6 +40,9 @@ int fr_train_record_conv_bwd_data(fr_train_ops *t, fr_vk_sequence *seq, const fr
 /* dw (model layout) from x and dy; two stages through scratch. */
 int fr_train_record_conv_bwd_filter(fr_train_ops *t, fr_vk_sequence *seq, const fr_conv_params *p, fr_vk_arg x,
                                     fr_vk_arg dy, fr_vk_arg scratch, fr_vk_arg dw, fr_error *err);
+/* The kernel the two calls above pick for a shape (filter: the weight gradient), for
+ * benchmarks and logs. */
+const char *fr_train_conv_bwd_kernel_name(const fr_train_ops *t, const fr_conv_params *p, int filter);
 /* db[c] = sum over rows of dy[r, c]: the bias gradient of a conv or linear layer. */
 int fr_train_record_bias_bwd(fr_train_ops *t, fr_vk_sequence *seq, int rows, int channels, fr_vk_arg dy,
                              fr_vk_arg scratch, fr_vk_arg db, fr_error *err);

@@ -1,19 +1,13 @@
 /* Host side of the training ops: argument checks, reduction chunking, dispatch shapes.
- * The kernels are deliberately simple (storage buffers, one output per invocation):
- * correctness and bit-identical reruns first. The weight gradient spreads its sum over
- * chunks x weights invocations so that a few weights over many pixels still fill the
- * device. */
+ * These kernels are deliberately simple (storage buffers, one output per invocation):
+ * correctness and bit-identical reruns first. The convolution backward kernels, where
+ * training spends its time, are in ops_bwd_conv.c. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "faceri/train_ops.h"
+#include "ops_bwd_internal.h"
 
 #define WG 64u
-/* Rows per reduction chunk: at least this many, and at most so many chunks. */
-#define CHUNK_MIN_ROWS 64u
-#define CHUNK_MAX_COUNT 256u
-/* lavapipe silently cuts loops past ~65k iterations per invocation (DESIGN §3). */
-#define CHUNK_MAX_ROWS 16384u
 
 /* Must match the shaders' op codes. */
 enum { OP_ADD, OP_MUL, OP_RELU, OP_RELU_BWD, OP_PRELU, OP_PRELU_BWD, OP_SIGMOID, OP_SIGMOID_BWD, OP_BIAS, OP_BN,
@@ -22,28 +16,13 @@ enum { R_SUM, R_DOT, R_SQDEV, R_DOTDEV, R_DOTNEG };
 enum { BC_AVG_BWD, BC_MAX_BWD, BC_MUL };
 enum { POOL_AVG, POOL_MAX, POOL_DOT };
 
-struct fr_train_ops {
-  fr_vk_context *ctx;
-  fr_vk_kernel *bwd_data, *bwd_filter, *reduce, *eltwise, *bn_stats, *l2norm_bwd, *pool, *pool_bwd, *concat;
-  uint32_t wg;
-};
-
-typedef struct conv_push {
-  uint32_t batch, in_h, in_w, in_c, out_h, out_w, out_c, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left;
-  uint32_t depthwise, rows_per_chunk, chunks, weights;
-} conv_push;
-
-typedef struct reduce_push {
-  uint32_t rows, cols, rows_per_chunk, chunks, mode, stage, mul_v1;
-  float scale;
-} reduce_push;
 
 typedef struct eltwise_push {
   uint32_t n, channels, op, seed, step, threshold;
   float f0;
 } eltwise_push;
 
-static uint32_t clamp_wg(const fr_vk_device_info *info, uint32_t want)
+uint32_t fr_tops_clamp_wg(const fr_vk_device_info *info, uint32_t want)
 {
   uint32_t lim = info->max_workgroup_size[0] < info->max_workgroup_invocations ? info->max_workgroup_size[0]
                                                                                  : info->max_workgroup_invocations;
@@ -57,7 +36,7 @@ int fr_train_ops_create(fr_vk_context *ctx, fr_train_ops **out, fr_error *err)
   if (!t)
     return fr_error_set(err, FR_ERR_NOMEM, "train ops: out of memory");
   t->ctx = ctx;
-  t->wg = clamp_wg(fr_vk_context_device(ctx), WG);
+  t->wg = fr_tops_clamp_wg(fr_vk_context_device(ctx), WG);
   /* The l2norm tree reduction halves the workgroup: it must be a power of two. */
   uint32_t wg_tree = 1;
   while (wg_tree * 2 <= t->wg)
@@ -72,8 +51,6 @@ int fr_train_ops_create(fr_vk_context *ctx, fr_train_ops **out, fr_error *err)
     const uint32_t *wg;
     fr_vk_kernel **out;
   } k[] = {
-      {"train_conv_bwd_data", 3, 14 * 4, &t->wg, &t->bwd_data},
-      {"train_conv_bwd_filter", 3, sizeof(conv_push), &t->wg, &t->bwd_filter},
       {"train_reduce", 6, sizeof(reduce_push), &t->wg, &t->reduce},
       {"train_eltwise", 8, sizeof(eltwise_push), &t->wg, &t->eltwise},
       {"train_bn_stats", 5, 16, &t->wg, &t->bn_stats},
@@ -85,6 +62,10 @@ int fr_train_ops_create(fr_vk_context *ctx, fr_train_ops **out, fr_error *err)
   int rc = FR_OK;
   for (size_t i = 0; i < sizeof(k) / sizeof(k[0]) && !rc; i++)
     rc = fr_vk_kernel_create(ctx, k[i].name, k[i].bindings, st, k[i].push, k[i].wg, 1, k[i].out, err);
+  if (!rc)
+    rc = fr_tops_conv_create(t, err);
+  if (!rc)
+    rc = fr_tops_eltwise_create(t, err);
   if (rc) {
     fr_train_ops_destroy(t);
     return rc;
@@ -97,16 +78,17 @@ void fr_train_ops_destroy(fr_train_ops *t)
 {
   if (!t)
     return;
-  fr_vk_kernel *k[] = {t->bwd_data, t->bwd_filter, t->reduce, t->eltwise, t->bn_stats,
+  fr_tops_eltwise_destroy(t);
+  fr_tops_conv_destroy(t);
+  fr_vk_kernel *k[] = {t->reduce, t->eltwise, t->bn_stats,
                        t->l2norm_bwd, t->pool, t->pool_bwd, t->concat};
   for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++)
     fr_vk_kernel_destroy(t->ctx, k[i]);
   free(t);
 }
 
-/* Splits `rows` into equal chunks; a function of the shape alone, so reruns reduce in
- * the same order. */
-static void chunking(uint64_t rows, uint32_t *rows_per_chunk, uint32_t *chunks)
+/* A function of the shape alone, so reruns reduce in the same order. */
+void fr_tops_chunking(uint64_t rows, uint32_t *rows_per_chunk, uint32_t *chunks)
 {
   uint64_t r = (rows + CHUNK_MAX_COUNT - 1) / CHUNK_MAX_COUNT;
   if (r < CHUNK_MIN_ROWS)
@@ -122,25 +104,11 @@ size_t fr_train_reduce_scratch_floats(int rows, int cols)
   if (rows <= 0 || cols <= 0)
     return 0;
   uint32_t r, chunks;
-  chunking((uint64_t)rows, &r, &chunks);
+  fr_tops_chunking((uint64_t)rows, &r, &chunks);
   return (size_t)chunks * cols;
 }
 
-static size_t conv_weight_count(const fr_conv_params *p)
-{
-  return p->depthwise ? (size_t)p->kernel_h * p->kernel_w * p->out_c
-                      : (size_t)p->out_c * p->kernel_h * p->kernel_w * p->in_c;
-}
-
-size_t fr_train_conv_filter_scratch_floats(const fr_conv_params *p)
-{
-  uint32_t r, chunks;
-  chunking((uint64_t)p->batch * p->out_h * p->out_w, &r, &chunks);
-  return (size_t)chunks * conv_weight_count(p);
-}
-
-/* A binding must hold `floats` floats from its offset. */
-static int need(fr_vk_arg a, uint64_t floats, const char *op, const char *what, fr_error *err)
+int fr_tops_need(fr_vk_arg a, uint64_t floats, const char *op, const char *what, fr_error *err)
 {
   if (!a.buffer)
     return fr_error_set(err, FR_ERR_INVALID, "%s: no buffer for %s", op, what);
@@ -153,7 +121,7 @@ static int need(fr_vk_arg a, uint64_t floats, const char *op, const char *what, 
   return FR_OK;
 }
 
-static int dispatch(fr_train_ops *t, fr_vk_sequence *seq, const fr_vk_kernel *k, const fr_vk_arg *args,
+int fr_tops_dispatch(fr_train_ops *t, fr_vk_sequence *seq, const fr_vk_kernel *k, const fr_vk_arg *args,
                     const void *push, uint64_t invocations, fr_error *err)
 {
   uint64_t groups = (invocations + t->wg - 1) / t->wg;
@@ -169,85 +137,13 @@ static int dispatch(fr_train_ops *t, fr_vk_sequence *seq, const fr_vk_kernel *k,
   return fr_vk_sequence_dispatch(seq, k, args, push, gx, (uint32_t)gy, 1, NULL, err);
 }
 
-static int check_conv(const fr_conv_params *p, const char *op, fr_error *err)
-{
-  if (p->batch <= 0 || p->in_h <= 0 || p->in_w <= 0 || p->in_c <= 0 || p->out_h <= 0 || p->out_w <= 0 ||
-      p->out_c <= 0 || p->kernel_h <= 0 || p->kernel_w <= 0 || p->stride_h <= 0 || p->stride_w <= 0 ||
-      p->pad_top < 0 || p->pad_left < 0 || (p->depthwise && p->in_c != p->out_c))
-    return fr_error_set(err, FR_ERR_INVALID, "%s: inconsistent shape parameters", op);
-  /* Every output tap must start inside the padded input, as the forward assumes. */
-  if ((int64_t)(p->out_h - 1) * p->stride_h - p->pad_top >= p->in_h ||
-      (int64_t)(p->out_w - 1) * p->stride_w - p->pad_left >= p->in_w)
-    return fr_error_set(err, FR_ERR_INVALID, "%s: output %dx%d does not fit input %dx%d", op, p->out_h, p->out_w,
-                        p->in_h, p->in_w);
-  return FR_OK;
-}
-
-static conv_push make_conv_push(const fr_conv_params *p)
-{
-  return (conv_push){(uint32_t)p->batch, (uint32_t)p->in_h, (uint32_t)p->in_w, (uint32_t)p->in_c,
-                     (uint32_t)p->out_h, (uint32_t)p->out_w, (uint32_t)p->out_c, (uint32_t)p->kernel_h,
-                     (uint32_t)p->kernel_w, (uint32_t)p->stride_h, (uint32_t)p->stride_w, (uint32_t)p->pad_top,
-                     (uint32_t)p->pad_left, (uint32_t)(p->depthwise != 0), 0, 0, 0};
-}
-
-int fr_train_record_conv_bwd_data(fr_train_ops *t, fr_vk_sequence *seq, const fr_conv_params *p, fr_vk_arg dy,
-                                  fr_vk_arg weights, fr_vk_arg dx, fr_error *err)
-{
-  const char *op = "conv backward (data)";
-  int rc = check_conv(p, op, err);
-  uint64_t in_n = (uint64_t)p->batch * p->in_h * p->in_w * p->in_c;
-  uint64_t out_n = (uint64_t)p->batch * p->out_h * p->out_w * p->out_c;
-  if (!rc)
-    rc = need(dy, out_n, op, "dy", err);
-  if (!rc)
-    rc = need(weights, conv_weight_count(p), op, "weights", err);
-  if (!rc)
-    rc = need(dx, in_n, op, "dx", err);
-  if (rc)
-    return rc;
-  conv_push push = make_conv_push(p);
-  fr_vk_arg args[3] = {dy, weights, dx};
-  return dispatch(t, seq, t->bwd_data, args, &push, in_n, err);
-}
-
-/* Stage 2 of every reduction: out[c] = scale * sum over chunks of part[k][c] (* v1[c]). */
-static int record_reduce_final(fr_train_ops *t, fr_vk_sequence *seq, uint32_t cols, uint32_t chunks, float scale,
-                               fr_vk_arg v1, fr_vk_arg part, fr_vk_arg out, fr_error *err)
+int fr_tops_reduce_final(fr_train_ops *t, fr_vk_sequence *seq, uint32_t cols, uint32_t chunks, float scale,
+                         fr_vk_arg v1, fr_vk_arg part, fr_vk_arg out, fr_error *err)
 {
   reduce_push push = {0, cols, 0, chunks, 0, 1, v1.buffer != NULL, scale};
   fr_vk_arg v = v1.buffer ? v1 : part;
   fr_vk_arg args[6] = {part, part, part, v, part, out};
-  return dispatch(t, seq, t->reduce, args, &push, cols, err);
-}
-
-int fr_train_record_conv_bwd_filter(fr_train_ops *t, fr_vk_sequence *seq, const fr_conv_params *p, fr_vk_arg x,
-                                    fr_vk_arg dy, fr_vk_arg scratch, fr_vk_arg dw, fr_error *err)
-{
-  const char *op = "conv backward (filter)";
-  int rc = check_conv(p, op, err);
-  uint64_t in_n = (uint64_t)p->batch * p->in_h * p->in_w * p->in_c;
-  uint64_t out_n = (uint64_t)p->batch * p->out_h * p->out_w * p->out_c;
-  size_t w_n = conv_weight_count(p);
-  if (!rc)
-    rc = need(x, in_n, op, "x", err);
-  if (!rc)
-    rc = need(dy, out_n, op, "dy", err);
-  if (!rc)
-    rc = need(scratch, fr_train_conv_filter_scratch_floats(p), op, "scratch", err);
-  if (!rc)
-    rc = need(dw, w_n, op, "dw", err);
-  if (rc)
-    return rc;
-  conv_push push = make_conv_push(p);
-  chunking((uint64_t)p->batch * p->out_h * p->out_w, &push.rows_per_chunk, &push.chunks);
-  push.weights = (uint32_t)w_n;
-  fr_vk_arg args[3] = {x, dy, scratch};
-  rc = dispatch(t, seq, t->bwd_filter, args, &push, (uint64_t)push.chunks * w_n, err);
-  if (rc)
-    return rc;
-  fr_vk_sequence_barrier(seq);
-  return record_reduce_final(t, seq, (uint32_t)w_n, push.chunks, 1.0f, (fr_vk_arg){0}, scratch, dw, err);
+  return fr_tops_dispatch(t, seq, t->reduce, args, &push, cols, err);
 }
 
 /* Both stages of a column reduction of [rows, cols]; mode's operands a, b, v0. */
@@ -258,25 +154,30 @@ static int record_column_reduce(fr_train_ops *t, fr_vk_sequence *seq, const char
   if (rows <= 0 || cols <= 0)
     return fr_error_set(err, FR_ERR_INVALID, "%s: %d rows of %d channels", op, rows, cols);
   uint64_t n = (uint64_t)rows * cols;
-  int rc = need(a, n, op, "input", err);
+  int rc = fr_tops_need(a, n, op, "input", err);
   if (!rc && b.buffer)
-    rc = need(b, n, op, "second input", err);
+    rc = fr_tops_need(b, n, op, "second input", err);
   if (!rc && v0.buffer)
-    rc = need(v0, (uint64_t)cols, op, "per-channel input", err);
+    rc = fr_tops_need(v0, (uint64_t)cols, op, "per-channel input", err);
   if (!rc)
-    rc = need(scratch, fr_train_reduce_scratch_floats(rows, cols), op, "scratch", err);
+    rc = fr_tops_need(scratch, fr_train_reduce_scratch_floats(rows, cols), op, "scratch", err);
   if (!rc)
-    rc = need(out, (uint64_t)cols, op, "output", err);
+    rc = fr_tops_need(out, (uint64_t)cols, op, "output", err);
   if (rc)
     return rc;
   reduce_push push = {(uint32_t)rows, (uint32_t)cols, 0, 0, (uint32_t)mode, 0, 0, 1.0f};
-  chunking((uint64_t)rows, &push.rows_per_chunk, &push.chunks);
+  fr_tops_chunking((uint64_t)rows, &push.rows_per_chunk, &push.chunks);
   fr_vk_arg args[6] = {a, b.buffer ? b : a, v0.buffer ? v0 : a, a, scratch, out};
-  rc = dispatch(t, seq, t->reduce, args, &push, (uint64_t)push.chunks * cols, err);
+  fr_vk_arg none = {0};
+  rc = mode == R_SUM ? fr_tops_eltwise(t, seq, EB_COLSUM, (uint64_t)rows, (uint64_t)cols, a, none, none, none,
+                                       scratch, err)
+                     : TOPS_FALLBACK;
+  if (rc == TOPS_FALLBACK)
+    rc = fr_tops_dispatch(t, seq, t->reduce, args, &push, (uint64_t)push.chunks * cols, err);
   if (rc)
     return rc;
   fr_vk_sequence_barrier(seq);
-  return record_reduce_final(t, seq, (uint32_t)cols, push.chunks, scale, v1, scratch, out, err);
+  return fr_tops_reduce_final(t, seq, (uint32_t)cols, push.chunks, scale, v1, scratch, out, err);
 }
 
 int fr_train_record_bias_bwd(fr_train_ops *t, fr_vk_sequence *seq, int rows, int channels, fr_vk_arg dy,
@@ -293,19 +194,27 @@ static int record_eltwise(fr_train_ops *t, fr_vk_sequence *seq, const char *op, 
 {
   if (push.n == 0 || push.channels == 0)
     return fr_error_set(err, FR_ERR_INVALID, "%s: empty tensor", op);
-  int rc = need(a, push.n, op, "input", err);
+  int rc = fr_tops_need(a, push.n, op, "input", err);
   if (!rc && b.buffer)
-    rc = need(b, push.n, op, "second input", err);
+    rc = fr_tops_need(b, push.n, op, "second input", err);
   if (!rc)
-    rc = need(out, push.n, op, "output", err);
+    rc = fr_tops_need(out, push.n, op, "output", err);
   for (int i = 0; i < nv && !rc; i++)
-    rc = need(v[i], push.channels, op, "per-channel vector", err);
+    rc = fr_tops_need(v[i], push.channels, op, "per-channel vector", err);
   if (rc)
+    return rc;
+  int eb = push.op == OP_ADD ? EB_ADD : push.op == OP_RELU ? EB_RELU : push.op == OP_PRELU ? EB_PRELU
+         : push.op == OP_RELU_BWD ? EB_RELU_BWD : push.op == OP_PRELU_BWD ? EB_PRELU_BWD : -1;
+  fr_vk_arg none = {0};
+  rc = eb < 0 ? TOPS_FALLBACK
+              : fr_tops_eltwise(t, seq, eb, push.n / push.channels, push.channels, a, b, nv ? v[0] : none, out, none,
+                                err);
+  if (rc != TOPS_FALLBACK)
     return rc;
   fr_vk_arg args[8] = {a, b.buffer ? b : a, out, a, a, a, a, a};
   for (int i = 0; i < nv; i++)
     args[3 + i] = v[i];
-  return dispatch(t, seq, t->eltwise, args, &push, push.n, err);
+  return fr_tops_dispatch(t, seq, t->eltwise, args, &push, push.n, err);
 }
 
 static int check_rows(const char *op, int64_t rows, int channels, fr_error *err)
@@ -337,6 +246,32 @@ int fr_train_record_act_bwd(fr_train_ops *t, fr_vk_sequence *seq, fr_train_act a
     return rc;
   uint32_t code = act == FR_TRAIN_RELU ? OP_RELU_BWD : act == FR_TRAIN_PRELU ? OP_PRELU_BWD : OP_SIGMOID_BWD;
   eltwise_push push = {(uint32_t)rows * (uint32_t)channels, (uint32_t)channels, code, 0, 0, 0, 0.0f};
+  if (act == FR_TRAIN_PRELU && dslope.buffer) {
+    /* One pass for dx and the slope gradient's chunk sums where the texel kernel runs. */
+    uint64_t n = (uint64_t)rows * channels;
+    rc = fr_tops_need(dy, n, op, "dy", err);
+    if (!rc)
+      rc = fr_tops_need(saved, n, op, "x", err);
+    if (!rc)
+      rc = fr_tops_need(slope, (uint64_t)channels, op, "slope", err);
+    if (!rc)
+      rc = fr_tops_need(dx, n, op, "dx", err);
+    if (!rc)
+      rc = fr_tops_need(scratch, fr_train_reduce_scratch_floats(rows, channels), op, "scratch", err);
+    if (!rc)
+      rc = fr_tops_need(dslope, (uint64_t)channels, op, "slope gradient", err);
+    if (!rc)
+      rc = fr_tops_eltwise(t, seq, EB_PRELU_BWD, (uint64_t)rows, (uint64_t)channels, dy, saved, slope, dx, scratch,
+                           err);
+    if (rc != TOPS_FALLBACK) {
+      if (rc)
+        return rc;
+      fr_vk_sequence_barrier(seq);
+      uint32_t r, chunks;
+      fr_tops_chunking((uint64_t)rows, &r, &chunks);
+      return fr_tops_reduce_final(t, seq, (uint32_t)channels, chunks, 1.0f, (fr_vk_arg){0}, scratch, dslope, err);
+    }
+  }
   rc = record_eltwise(t, seq, op, push, dy, saved, dx, &slope, act == FR_TRAIN_PRELU, err);
   if (rc || act != FR_TRAIN_PRELU || !dslope.buffer)
     return rc;
@@ -401,13 +336,13 @@ int fr_train_record_l2norm_bwd(fr_train_ops *t, fr_vk_sequence *seq, int rows, i
   int rc = check_rows(op, rows, dim, err);
   uint64_t n = (uint64_t)rows * dim;
   if (!rc)
-    rc = need(y, n, op, "y", err);
+    rc = fr_tops_need(y, n, op, "y", err);
   if (!rc)
-    rc = need(norms, (uint64_t)rows, op, "norms", err);
+    rc = fr_tops_need(norms, (uint64_t)rows, op, "norms", err);
   if (!rc)
-    rc = need(dy, n, op, "dy", err);
+    rc = fr_tops_need(dy, n, op, "dy", err);
   if (!rc)
-    rc = need(dx, n, op, "dx", err);
+    rc = fr_tops_need(dx, n, op, "dx", err);
   if (!rc && (uint32_t)rows > fr_vk_context_device(t->ctx)->max_workgroup_count[0])
     rc = fr_error_set(err, FR_ERR_UNSUPPORTED, "%s: %d rows exceed the device's workgroup count", op, rows);
   if (rc)
@@ -430,7 +365,7 @@ static int check_bn(const fr_train_bn *bn, const char *op, int backward, fr_erro
   static const int used[] = {3, 1, 3, 1, 3, 1, 1, 2, 2};
   for (int i = 0; i < 9 && !rc; i++)
     if (used[i] & (backward ? 2 : 1))
-      rc = need(*v[i], (uint64_t)bn->channels, op, names[i], err);
+      rc = fr_tops_need(*v[i], (uint64_t)bn->channels, op, names[i], err);
   return rc;
 }
 
@@ -441,7 +376,7 @@ int fr_train_record_bn_fwd(fr_train_ops *t, fr_vk_sequence *seq, const fr_train_
   int rc = check_bn(bn, op, 0, err);
   uint64_t n = (uint64_t)bn->rows * bn->channels;
   if (!rc)
-    rc = need(y, n, op, "output", err);
+    rc = fr_tops_need(y, n, op, "output", err);
   if (rc)
     return rc;
   fr_vk_arg none = {0};
@@ -463,7 +398,7 @@ int fr_train_record_bn_fwd(fr_train_ops *t, fr_vk_sequence *seq, const fr_train_
     float eps, momentum;
   } sp = {(uint32_t)bn->channels, (uint32_t)bn->rows, bn->eps, bn->momentum};
   fr_vk_arg sargs[5] = {bn->mean, bn->var, bn->invstd, bn->running_mean, bn->running_var};
-  rc = dispatch(t, seq, t->bn_stats, sargs, &sp, (uint64_t)bn->channels, err);
+  rc = fr_tops_dispatch(t, seq, t->bn_stats, sargs, &sp, (uint64_t)bn->channels, err);
   if (rc)
     return rc;
   fr_vk_sequence_barrier(seq);
@@ -479,7 +414,7 @@ int fr_train_record_bn_bwd(fr_train_ops *t, fr_vk_sequence *seq, const fr_train_
   int rc = check_bn(bn, op, 1, err);
   uint64_t n = (uint64_t)bn->rows * bn->channels;
   if (!rc)
-    rc = need(dx, n, op, "dx", err);
+    rc = fr_tops_need(dx, n, op, "dx", err);
   if (rc)
     return rc;
   fr_vk_arg none = {0};
@@ -506,16 +441,16 @@ static int record_mid(fr_train_ops *t, fr_vk_sequence *seq, const char *op, cons
 {
   if (outer <= 0 || len <= 0 || inner <= 0 || (uint64_t)outer * len * inner > UINT32_MAX)
     return fr_error_set(err, FR_ERR_INVALID, "%s: shape %d x %d x %d", op, outer, len, inner);
-  int rc = need(a, a_n, op, "input", err);
+  int rc = fr_tops_need(a, a_n, op, "input", err);
   if (!rc && b.buffer)
-    rc = need(b, b_n, op, "second input", err);
+    rc = fr_tops_need(b, b_n, op, "second input", err);
   if (!rc)
-    rc = need(out, out_n, op, "output", err);
+    rc = fr_tops_need(out, out_n, op, "output", err);
   if (rc)
     return rc;
   uint32_t push[4] = {(uint32_t)outer, (uint32_t)len, (uint32_t)inner, mode};
   fr_vk_arg args[3] = {a, b.buffer ? b : a, out};
-  return dispatch(t, seq, k, args, push, (uint64_t)outer * inner, err);
+  return fr_tops_dispatch(t, seq, k, args, push, (uint64_t)outer * inner, err);
 }
 
 int fr_train_record_pool(fr_train_ops *t, fr_vk_sequence *seq, fr_train_pool mode, int outer, int len, int inner,
@@ -565,12 +500,12 @@ int fr_train_record_concat(fr_train_ops *t, fr_vk_sequence *seq, int rows, int p
       (uint64_t)rows * total_c > UINT32_MAX)
     return fr_error_set(err, FR_ERR_INVALID, "%s: %d channels at offset %d of %d (%d rows)", op, part_c, offset,
                         total_c, rows);
-  int rc = need(part, (uint64_t)rows * part_c, op, "part", err);
+  int rc = fr_tops_need(part, (uint64_t)rows * part_c, op, "part", err);
   if (!rc)
-    rc = need(whole, (uint64_t)rows * total_c, op, "whole", err);
+    rc = fr_tops_need(whole, (uint64_t)rows * total_c, op, "whole", err);
   if (rc)
     return rc;
   uint32_t push[5] = {(uint32_t)rows, (uint32_t)part_c, (uint32_t)total_c, (uint32_t)offset, split != 0};
   fr_vk_arg args[2] = {part, whole};
-  return dispatch(t, seq, t->concat, args, push, (uint64_t)rows * part_c, err);
+  return fr_tops_dispatch(t, seq, t->concat, args, push, (uint64_t)rows * part_c, err);
 }
