@@ -9,6 +9,7 @@
 #include "faceri/commands.h"
 #include "faceri/engine.h"
 #include "faceri/model.h"
+#include "faceri/train_ops_bench.h"
 #include "faceri/trainer.h"
 
 static const char usage[] =
@@ -24,6 +25,7 @@ static const char usage[] =
     "      --seconds S    target timed seconds per size when --iters is not given (default 5)\n"
     "      --layers       per-layer table (timestamp queries; a separate pass)\n"
     "      --train        time training steps (-n: steps per size, default 3)\n"
+    "      --ops          with --train: per-layer-shape times of the backward kernels instead\n"
     "      --json         one JSON object on stdout\n";
 
 typedef struct bench_result {
@@ -161,17 +163,39 @@ static int bench_train(fr_vk_context *ctx, const fr_model *model, const long *ba
   return rc;
 }
 
+static int bench_train_ops(fr_vk_context *ctx, const long *batches, int n_batches, int runs, int json, fr_error *err)
+{
+  if (json)
+    printf("{\"command\":\"bench\",\"mode\":\"train-ops\",\"device\":\"%s\",\"results\":[",
+           fr_vk_context_device(ctx)->name);
+  int rc = 0;
+  for (int i = 0; i < n_batches && !rc; i++) {
+    fr_train_ops_bench_summary s;
+    rc = fr_train_ops_bench(ctx, (int)batches[i], runs, NULL, json ? NULL : stdout, &s, err);
+    if (!rc && json)
+      printf("%s{\"batch\":%ld,\"data_ms\":%.3f,\"filter_ms\":%.3f,\"epilogue_ms\":%.3f,\"data_gflops\":%.3f,"
+             "\"filter_gflops\":%.3f}",
+             i ? "," : "", batches[i], s.data_ms, s.filter_ms, s.epilogue_ms, s.data_gflops, s.filter_gflops);
+  }
+  if (!rc && fr_vk_validation_messages(ctx) > 0)
+    rc = fr_error_set(err, FR_ERR_VULKAN, "%llu Vulkan validation messages (logged above): a faceri bug",
+                      (unsigned long long)fr_vk_validation_messages(ctx));
+  if (json)
+    printf("],\"status\":\"%s\"}\n", rc ? "error" : "complete");
+  return rc;
+}
+
 int fr_cmd_bench(int argc, char **argv)
 {
   const char *model_path = NULL, *device = NULL, *batches_text = "32";
   long iters = 0, secs = 5;
-  int json = 0, layers = -1, train = 0;
+  int json = 0, layers = -1, train = 0, ops = 0;
   fr_error err = {0};
   static const struct option longopts[] = {
       {"batch", required_argument, 0, 'b'}, {"iters", required_argument, 0, 'n'},
       {"seconds", required_argument, 0, 's'}, {"layers", no_argument, 0, 'l'},
       {"json", no_argument, 0, 'j'},        {"model", required_argument, 0, 'm'},
-      {"train", no_argument, 0, 't'},
+      {"train", no_argument, 0, 't'},       {"ops", no_argument, 0, 'o'},
       {"device", required_argument, 0, 'd'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
   int c;
   optind = 1;
@@ -188,6 +212,7 @@ int fr_cmd_bench(int argc, char **argv)
       break;
     case 'l': layers = 1; break;
     case 't': train = 1; break;
+    case 'o': ops = 1; break;
     case 'j': json = 1; break;
     case 'm': model_path = optarg; break;
     case 'd': device = optarg; break;
@@ -225,6 +250,10 @@ int fr_cmd_bench(int argc, char **argv)
   fr_vk_options vo = {.device = device, .validation = -1};
   if (!rc)
     rc = fr_vk_context_create(&vo, &ctx, &err);
+  if (!rc && train && ops) {
+    rc = bench_train_ops(ctx, batches, n_batches, iters > 0 ? (int)iters : 3, json, &err);
+    goto done;
+  }
   if (!rc && train) {
     rc = bench_train(ctx, &model, batches, n_batches, iters > 0 ? (int)iters : 3, json, &err);
     goto done;
