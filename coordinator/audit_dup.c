@@ -228,7 +228,7 @@ static int all_pairs_device(fr_results_reader *r, const eval_items *it, double t
     if ((rc = eval_read_used(r, it, a0, a1, p.scratch, p.a, err)))
       break;
     rc = fr_similarity_device_pairs(dev, p.a, a1 - a0, a0, a0, thr, 1, DEVICE_MAX_PAIRS, &hp, err);
-    if (rc == FR_ERR_UNSUPPORTED && hp.total > DEVICE_MAX_PAIRS) /* a dense panel: the CPU streams it */
+    if (rc == FR_ERR_UNSUPPORTED) /* more than DEVICE_MAX_PAIRS: the CPU streams this dense panel */
       rc = cpu_panel(r, it, a0, a1, &p, thr, flags, d, err);
     else if (!rc)
       rc = record_panel(it, a0, a1, &hp, flags, d, &starts, &cap, err);

@@ -162,7 +162,8 @@ static int cmd_search(int argc, char **argv)
   if (!rc)
     rc = fr_results_reader_open(argv[optind + 1], 0, &r, &err);
   if (!rc)
-    rc = fr_gallery_open_device(path, device, (double)g.n * (double)fr_results_reader_items(r), &ctx, &dev, &err);
+    rc = fr_gallery_open_device(path, device, (double)g.n * (double)fr_results_reader_items(r), (int)k, &ctx,
+                                &dev, &err);
   if (!rc && csv_path && !(csv = fopen(csv_path, "w")))
     rc = fr_error_set(&err, FR_ERR_IO, "%s: cannot create the CSV file", csv_path);
   if (csv)
@@ -252,7 +253,7 @@ static int cmd_bench(int argc, char **argv)
   fr_similarity_device *dev = NULL;
   float *tile = NULL;
   double t0 = fr_now_seconds(), setup = 0;
-  int rc = fr_gallery_open_device(path, device, (double)nt * (double)np, &ctx, &dev, &err);
+  int rc = fr_gallery_open_device(path, device, (double)nt * (double)np, (int)k, &ctx, &dev, &err);
   if (!rc && dev && !(rc = fr_similarity_device_set_b(dev, nt, (int)dim, &err)))
     rc = fr_similarity_device_upload_b(dev, 0, nt, t, &err);
   if (!rc && !dev && !(tile = malloc((size_t)PB * TB * sizeof(float))))

@@ -73,13 +73,17 @@ static int matches_close(matches_file *m)
   return m->f > 0 && H5Fclose(m->f) >= 0 ? 0 : -1;
 }
 
-int fr_gallery_open_device(fr_gallery_path path, const char *device, double comparisons, fr_vk_context **ctx,
+int fr_gallery_open_device(fr_gallery_path path, const char *device, double comparisons, int k, fr_vk_context **ctx,
                            fr_similarity_device **dev, fr_error *err)
 {
   *ctx = NULL;
   *dev = NULL;
-  if (path == FR_PATH_CPU || (path == FR_PATH_AUTO && comparisons < FR_GALLERY_DEVICE_MIN))
+  if (path == FR_PATH_CPU ||
+      (path == FR_PATH_AUTO && (comparisons < FR_GALLERY_DEVICE_MIN || k > FR_SIMILARITY_DEVICE_MAX_K)))
     return FR_OK;
+  if (k > FR_SIMILARITY_DEVICE_MAX_K)
+    return fr_error_set(err, FR_ERR_INVALID, "--top-k %d: the device path keeps at most %d candidates (use --cpu)", k,
+                        FR_SIMILARITY_DEVICE_MAX_K);
   fr_vk_options vo = {.device = device, .validation = -1};
   int rc = fr_vk_context_create(&vo, ctx, err);
   if (!rc)

@@ -53,7 +53,19 @@ static void check_topk(const fr_similarity_device_options *o, int64_t m, int64_t
   unsigned s = (unsigned)(m * 31 + n * 7 + dim);
   fill(a, m, dim, &s, 1);
   fill(b, n, dim, &s, 1);
-  if (ties) {
+  if (ties == 2) {
+    /* Scores rising with the template index: every score enters every list at the
+     * top, the worst case for the kernels' insertion loops (lavapipe cuts an
+     * invocation's loops after 65,535 iterations in all). */
+    for (int64_t j = 0; j < n; j++) {
+      double t = 1.5 * (double)j / (double)n;
+      for (int q = 0; q < dim; q++)
+        b[j * dim + q] = (float)(q == 0 ? cos(t) : q == 1 ? sin(t) : 0.0);
+    }
+    for (int64_t i = 0; i < m; i++)
+      for (int q = 0; q < dim; q++)
+        a[i * dim + q] = (float)(q == 0 ? cos(1.6 + 0.001 * (double)i) : q == 1 ? sin(1.6 + 0.001 * (double)i) : 0.0);
+  } else if (ties) {
     int64_t dst[] = {n / 2, n - 1, 1};
     dup_rows(b, dim, 0, dst, 3);
     memcpy(a + dim, b, (size_t)dim * sizeof(float)); /* probe 1 scores the tied templates highest */
@@ -88,7 +100,7 @@ static void check_topk(const fr_similarity_device_options *o, int64_t m, int64_t
            (long long)m, (long long)n, dim, k, (long long)bad, (long long)(m * k), (long long)ref.index[0],
            ref.score[0], (long long)got.index[0], got.score[0]);
   CU_ASSERT_EQUAL(bad, 0);
-  if (ties && k >= 4 && m > 1) { /* the tie order: lower index first */
+  if (ties == 1 && k >= 4 && m > 1) { /* the tie order: lower index first */
     CU_ASSERT_EQUAL(got.index[k + 0], 0);
     CU_ASSERT_EQUAL(got.index[k + 1], 1);
     CU_ASSERT_EQUAL(got.index[k + 2], n / 2);
@@ -113,6 +125,8 @@ static void test_topk_unrolled(void)
     TEST_SKIP("no Vulkan device");
   check_topk(NULL, 77, 1301, 192, 10, 1, NULL); /* the gallery shape: dim 192 */
   check_topk(NULL, 33, 517, 64, 100, 1, NULL);  /* k ~ 100 */
+  check_topk(NULL, 40, 3000, 8, 100, 2, NULL);  /* every score inserted */
+  check_topk(NULL, 9, 20000, 8, 10, 2, NULL);
 }
 
 static void test_topk_generic(void)
@@ -123,6 +137,7 @@ static void test_topk_generic(void)
   check_topk(NULL, 9, 70, 20, 5, 0, NULL);   /* dim % 8 == 4 */
   check_topk(NULL, 5, 3, 3, 8, 0, NULL);     /* k > n, dim below one step */
   check_topk(NULL, 1, 1, 1, 1, 0, NULL);
+  check_topk(NULL, 17, 2500, 12, 60, 2, NULL);
 }
 
 static void test_topk_chunked(void)
@@ -182,6 +197,10 @@ static void test_topk_merges(void)
   CU_ASSERT_EQUAL(fr_similarity_device_topk(d, a, M, &part, 1, &err), FR_ERR_INVALID);
   CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "outside"));
   CU_ASSERT_EQUAL(fr_similarity_device_upload_b(d, N - 1, 2, b, &err), FR_ERR_INVALID);
+  fr_topk wide;
+  CU_ASSERT_EQUAL_FATAL(fr_topk_init(&wide, 1, FR_SIMILARITY_DEVICE_MAX_K + 1, &err), FR_OK);
+  CU_ASSERT_EQUAL(fr_similarity_device_topk(d, a, 1, &wide, 0, &err), FR_ERR_UNSUPPORTED);
+  fr_topk_free(&wide);
   CU_ASSERT_EQUAL(fr_similarity_device_set_b(d, 0, D, &err), FR_ERR_INVALID);
   CU_ASSERT_EQUAL(fr_similarity_device_topk(d, a, M, &part, 0, &err), FR_ERR_INVALID);
   CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "no templates"));

@@ -53,11 +53,12 @@ typedef enum fr_gallery_path { FR_PATH_AUTO = 0, FR_PATH_CPU, FR_PATH_DEVICE } f
 
 typedef struct fr_vk_context fr_vk_context;
 typedef struct fr_similarity_device fr_similarity_device;
-/* Opens the device path as `path` asks for a job of `comparisons` (device: a
- * selector as fr_vk_options.device, or NULL). *dev stays NULL for the CPU path;
- * AUTO falls back to it (with a log line) when no device works, DEVICE fails.
+/* Opens the device path as `path` asks for a job of `comparisons` and top k
+ * (device: a selector as fr_vk_options.device, or NULL). *dev stays NULL for the
+ * CPU path; AUTO falls back to it (with a log line) when no device works or k is
+ * above FR_SIMILARITY_DEVICE_MAX_K, DEVICE fails.
  * Release with fr_similarity_device_destroy, then fr_vk_context_destroy. */
-int fr_gallery_open_device(fr_gallery_path path, const char *device, double comparisons, fr_vk_context **ctx,
+int fr_gallery_open_device(fr_gallery_path path, const char *device, double comparisons, int k, fr_vk_context **ctx,
                            fr_similarity_device **dev, fr_error *err);
 
 /* Top-k of every status-ok probe of the results file, streamed in row blocks, on

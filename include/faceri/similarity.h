@@ -62,7 +62,10 @@ int fr_similarity_device_upload_b(fr_similarity_device *d, int64_t row0, int64_t
 /* Templates per device chunk (after set_b). */
 int64_t fr_similarity_device_chunk_rows(const fr_similarity_device *d);
 /* Merges the scores of a [m, dim] against every template into rows [row0, row0 + m)
- * of t, as fr_topk_merge with the whole of B would. */
+ * of t, as fr_topk_merge with the whole of B would. t->k at most
+ * FR_SIMILARITY_DEVICE_MAX_K: each lane keeps its lists by insertion, which only
+ * pays while k is small against the templates scanned. */
+#define FR_SIMILARITY_DEVICE_MAX_K 256
 int fr_similarity_device_topk(fr_similarity_device *d, const float *a, int64_t m, fr_topk *t, int64_t row0,
                               fr_error *err);
 

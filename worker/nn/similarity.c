@@ -26,9 +26,14 @@
 #define CHUNK_ROWS 8192
 /* Work per submission, in scored pairs: keeps one submit well inside the fence
  * timeout on a slow CPU device. */
-#define PAIRS_PER_SUBMIT ((uint64_t)1 << 28)
-/* lavapipe cuts loops past ~65k iterations (docs/PERFORMANCE.md). */
-#define MAX_LOOP 32768
+#define PAIRS_PER_SUBMIT ((uint64_t)1 << 26)
+/* lavapipe ends an invocation's loops silently once they have run 65,535 iterations
+ * in all (one counter per invocation, every loop's back-edges counted, a divergent
+ * loop for as long as any lane is in it): a dispatch gives each lane few enough
+ * columns that even the worst case (every score inserted, every insertion shifting
+ * the whole list) stays under it. GPUs have no such limit. */
+#define LOOP_BUDGET_CPU 60000
+#define LOOP_BUDGET_GPU (1 << 24)
 #define MAX_SPLITS 64
 
 typedef struct sim_push {
@@ -235,13 +240,15 @@ static int ensure(fr_similarity_device *d, fr_vk_buffer *b, uint64_t bytes, fr_e
   return fr_vk_buffer_create(d->ctx, bytes, b, err);
 }
 
-/* Splits of a chunk's columns for `mc` rows: enough workgroups to fill the device,
- * each split's loop within the limiter, and lists of m x splits x k within a binding. */
+/* How `mc` rows meet the columns: row groups x splits of the columns (enough
+ * workgroups to fill the device), and the most columns one split may scan in one
+ * dispatch (the loop budget); a dispatch covers at most splits x max_cps columns. */
 typedef struct plan {
-  uint32_t groups, splits, cols_per_split;
+  uint32_t groups, splits;
+  int64_t max_cps;
 } plan;
 
-static plan make_plan(const fr_similarity_device *d, int64_t mc, int64_t cols, int fixed)
+static plan make_plan(const fr_similarity_device *d, int64_t mc, int64_t cols, int fixed, int k)
 {
   plan p;
   p.groups = (uint32_t)((mc + (int64_t)d->wg * SIM_R - 1) / ((int64_t)d->wg * SIM_R));
@@ -251,19 +258,14 @@ static plan make_plan(const fr_similarity_device *d, int64_t mc, int64_t cols, i
     s = by_cols;
   if (s > MAX_SPLITS)
     s = MAX_SPLITS;
-  /* Iterations of the column loop, times the k loop when it is not unrolled. */
-  int64_t per_iter = fixed ? 1 : (d->dim / 8 > 0 ? d->dim / 8 : 1);
-  int64_t max_cols = (int64_t)MAX_LOOP * SIM_C / per_iter;
-  if (max_cols < SIM_C)
-    max_cols = SIM_C;
-  if (s < 1)
-    s = 1;
-  while ((cols + s - 1) / s > max_cols)
-    s++;
-  int64_t cps = (cols + s - 1) / s;
-  cps = (cps + SIM_C - 1) / SIM_C * SIM_C;
-  p.splits = (uint32_t)((cols + cps - 1) / cps);
-  p.cols_per_split = (uint32_t)cps;
+  p.splits = s < 1 ? 1 : s;
+  /* Worst-case loop iterations per column group: the k loop when not unrolled, the
+   * tails, and for top-k an insertion shifting k entries for each of the R x C scores;
+   * once per dispatch, the lists' initialisation. */
+  int64_t per_group = 1 + (fixed ? 0 : d->dim / 8) + (int64_t)SIM_R * SIM_C * (k + (d->dim % 8 ? 8 : 0));
+  int64_t budget = (d->cpu ? LOOP_BUDGET_CPU : LOOP_BUDGET_GPU) - (int64_t)SIM_R * (k + 1);
+  int64_t groups = budget / per_group;
+  p.max_cps = (groups < 1 ? 1 : groups) * SIM_C;
   return p;
 }
 
@@ -302,26 +304,24 @@ static int check_ready(const fr_similarity_device *d, const char *what, fr_error
 /* Runs the dispatches of one A chunk over the B chunks from `c_first`, grouped into
  * submissions of bounded work; push fields that vary per chunk are filled here. */
 static int run_chunks(fr_similarity_device *d, const fr_vk_kernel *k, fr_vk_arg *args, sim_push push, int64_t mc,
-                      int64_t col_begin, int topk, fr_error *err)
+                      int64_t col_begin, plan p, fr_error *err)
 {
   fr_vk_sequence *seq = NULL;
   int rc = fr_vk_sequence_create(d->ctx, 0, &seq, err);
   int c = (int)(col_begin / d->chunk_rows), first = 1;
+  int64_t sub = -1; /* next column of chunk c to dispatch; -1: the chunk's start */
   while (!rc && c < d->n_chunks) {
     rc = fr_vk_sequence_begin(seq, err);
     uint64_t work = 0;
-    for (; !rc && c < d->n_chunks && work < PAIRS_PER_SUBMIT; c++) {
+    while (!rc && c < d->n_chunks && work < PAIRS_PER_SUBMIT) {
       int64_t c0 = (int64_t)c * d->chunk_rows, n = d->n - c0 < d->chunk_rows ? d->n - c0 : d->chunk_rows;
-      int64_t cbase = col_begin > c0 ? col_begin - c0 : 0;
-      plan p = make_plan(d, mc, n - cbase, k == d->topk_fixed || k == d->pairs_fixed);
-      if (topk) { /* the lists' layout fixes the split count for every chunk */
-        int64_t cps = (n - cbase + push.splits - 1) / push.splits;
-        p.splits = push.splits;
-        p.cols_per_split = (uint32_t)((cps + SIM_C - 1) / SIM_C * SIM_C);
-      }
-      push.n = (uint32_t)n;
-      push.cbase = (uint32_t)cbase;
-      push.cols_per_split = p.cols_per_split;
+      if (sub < 0)
+        sub = col_begin > c0 ? col_begin - c0 : 0;
+      int64_t range = n - sub < (int64_t)p.splits * p.max_cps ? n - sub : (int64_t)p.splits * p.max_cps;
+      int64_t cps = (range + p.splits - 1) / p.splits;
+      push.n = (uint32_t)(sub + range);
+      push.cbase = (uint32_t)sub;
+      push.cols_per_split = (uint32_t)((cps + SIM_C - 1) / SIM_C * SIM_C);
       push.splits = p.splits;
       push.first = (uint32_t)first;
       push.col0 = (int32_t)c0;
@@ -330,7 +330,12 @@ static int run_chunks(fr_similarity_device *d, const fr_vk_kernel *k, fr_vk_arg 
         fr_vk_sequence_barrier(seq); /* the lists / the counter of the previous dispatch */
       rc = fr_vk_sequence_dispatch(seq, k, args, &push, p.groups, p.splits, 1, NULL, err);
       first = 0;
-      work += (uint64_t)mc * (uint64_t)(n - cbase) + 1;
+      work += (uint64_t)mc * (uint64_t)range + 1;
+      sub += range;
+      if (sub >= n) {
+        c++;
+        sub = -1;
+      }
     }
     if (!rc)
       rc = fr_vk_sequence_end(seq, err);
@@ -392,6 +397,9 @@ int fr_similarity_device_topk(fr_similarity_device *d, const float *a, int64_t m
     return fr_error_set(err, FR_ERR_INVALID, "similarity top-k: rows [%lld, %lld) outside the %lld lists",
                         (long long)row0, (long long)(row0 + m), (long long)t->rows);
   int k = t->k;
+  if (k > FR_SIMILARITY_DEVICE_MAX_K)
+    return fr_error_set(err, FR_ERR_UNSUPPORTED, "similarity top-k: k = %d is above the device path's %d", k,
+                        FR_SIMILARITY_DEVICE_MAX_K);
   const fr_vk_kernel *kern = d->topk_fixed ? d->topk_fixed : d->topk;
   int fixed = d->topk_fixed != NULL;
   int64_t widest = d->chunk_rows < d->n ? d->chunk_rows : d->n;
@@ -405,16 +413,19 @@ int fr_similarity_device_topk(fr_similarity_device *d, const float *a, int64_t m
     /* The split count is fixed for the A chunk (from its widest B chunk): the lists
      * carry over from one B chunk to the next. */
     int64_t mc = rows_per_chunk(d, m - i0, 0);
-    plan p = make_plan(d, mc, widest, fixed);
-    uint64_t per_row = (uint64_t)p.splits * k * 4;
-    if ((uint64_t)mc * per_row > d->max_binding)
-      mc = (int64_t)(d->max_binding / per_row);
-    if (mc < 1) {
-      rc = fr_error_set(err, FR_ERR_UNSUPPORTED, "similarity top-k: lists of %d for one row exceed the %llu-byte binding limit",
-                        k, (unsigned long long)d->max_binding);
+    plan p = make_plan(d, mc, widest, fixed, k);
+    /* Fewer rows may mean more splits: settle (splits are bounded, so this ends). */
+    for (int tries = 0; tries < 8 && mc > 0 && (uint64_t)mc * p.splits * k * 4 > d->max_binding; tries++) {
+      mc = (int64_t)(d->max_binding / ((uint64_t)p.splits * k * 4));
+      if (mc > 0)
+        p = make_plan(d, mc, widest, fixed, k);
+    }
+    if (mc < 1 || (uint64_t)mc * p.splits * k * 4 > d->max_binding) {
+      rc = fr_error_set(err, FR_ERR_UNSUPPORTED,
+                        "similarity top-k: lists of %d for one row exceed the %llu-byte binding limit", k,
+                        (unsigned long long)d->max_binding);
       break;
     }
-    p = make_plan(d, mc, widest, fixed);
     uint64_t lists = (uint64_t)mc * p.splits * k;
     rc = upload_a(d, a + (size_t)i0 * d->dim, mc, err);
     if (!rc)
@@ -436,7 +447,7 @@ int fr_similarity_device_topk(fr_similarity_device *d, const float *a, int64_t m
                      .k = (uint32_t)k};
     fr_vk_arg args[4] = {{&d->a, 0, (uint64_t)mc * d->ld4 * 16}, {0}, {&d->top_s, 0, lists * 4},
                          {&d->top_i, 0, lists * 4}};
-    rc = run_chunks(d, kern, args, push, mc, 0, 1, err);
+    rc = run_chunks(d, kern, args, push, mc, 0, p, err);
     if (!rc)
       rc = fr_vk_buffer_download(d->ctx, &d->top_s, 0, hs, lists * 4, err);
     if (!rc)
@@ -510,7 +521,8 @@ int fr_similarity_device_pairs(fr_similarity_device *d, const float *a, int64_t 
                      .row0 = (int32_t)(a_origin + i0), .upper = upper != 0, .thr = float_threshold(thr),
                      .cap = (uint32_t)cap};
     fr_vk_arg args[3] = {{&d->a, 0, (uint64_t)mc * d->ld4 * 16}, {0}, {&d->hits, 0, (cap + 1) * 16}};
-    rc = run_chunks(d, kern, args, push, mc, col_begin, 0, err);
+    plan p = make_plan(d, mc, cols, d->pairs_fixed != NULL, 0);
+    rc = run_chunks(d, kern, args, push, mc, col_begin, p, err);
     if (!rc)
       rc = fr_vk_buffer_download(d->ctx, &d->hits, 0, &count, 4, err);
     if (rc)
