@@ -12,6 +12,7 @@
 #include "faceri/model.h"
 #include "faceri/ri.h"
 #include "faceri/similarity.h"
+#include "faceri/vk_context.h"
 #include "results_hdf5.h"
 
 typedef struct audit_state {
@@ -416,8 +417,15 @@ int fr_audit_run(fr_results_reader *r, const fr_audit_options *opts, fr_audit_su
   snprintf(sum->dup_scope, sizeof(sum->dup_scope), "%s",
            scope == FR_DUP_ALL ? "all" : scope == FR_DUP_LABEL ? "identity" : "off");
   audit_dups dups = {.max = o.max_dup_pairs > 0 ? o.max_dup_pairs : 1000000};
+  fr_vk_context *ctx = NULL;
+  fr_similarity_device *dev = NULL;
   if (!rc)
-    rc = audit_find_duplicates(r, &s.it, scope, sum->dup_threshold, s.flags, &dups, err);
+    rc = audit_open_device(&o, scope, s.it.n, &ctx, &dev, err);
+  snprintf(sum->dup_path, sizeof(sum->dup_path), "%s", ctx ? fr_vk_context_device(ctx)->name : "cpu");
+  if (!rc)
+    rc = audit_find_duplicates(r, &s.it, scope, sum->dup_threshold, s.flags, &dups, dev, err);
+  fr_similarity_device_destroy(dev);
+  fr_vk_context_destroy(ctx);
   sum->duplicate_pairs = dups.total;
   sum->duplicates_truncated = dups.truncated;
   out_sets ds = {-1, -1, -1, -1, -1, -1};

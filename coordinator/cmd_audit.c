@@ -22,6 +22,9 @@ static const char usage[] =
     "      --duplicates SCOPE    all (every pair), identity (pairs within a label), off,\n"
     "                            auto (default: all up to 200,000 items, else identity)\n"
     "      --max-duplicate-pairs N   pairs recorded in the file (all are counted; default 1e6)\n"
+    "      --device[=SEL], --cpu     all-pairs duplicate search on the Vulkan device (SEL: index\n"
+    "                            or name) or the CPU; default: the device from 1e8 pairs\n"
+    "                            when one is usable (the pairs found are the same)\n"
     "      --unrecognizable COL:T    quality column below T (default quality/ers:0.6 when\n"
     "                            the results have d_UI values)\n"
     "  -m, --model FILE          model whose UI centre gives d_UI when /quality/ers is empty\n"
@@ -35,8 +38,8 @@ void fr_audit_print_text(const fr_audit_summary *s, FILE *out)
           (long long)s->items, (long long)s->used, (long long)s->identities, (long long)s->singletons);
   fprintf(out, "d_UI: %s\n", s->d_ui_source);
   fprintf(out, "suspected mislabels (d_P - d_N > %g): %lld\n", s->margin, (long long)s->mislabel);
-  fprintf(out, "near-duplicates (cosine > %g, %s pairs): %lld pairs, %lld items%s\n", s->dup_threshold, s->dup_scope,
-          (long long)s->duplicate_pairs, (long long)s->duplicate_items,
+  fprintf(out, "near-duplicates (cosine > %g, %s pairs, on %s): %lld pairs, %lld items%s\n", s->dup_threshold,
+          s->dup_scope, s->dup_path, (long long)s->duplicate_pairs, (long long)s->duplicate_items,
           s->duplicates_truncated ? " (not every pair recorded)" : "");
   if (s->unrec_column[0])
     fprintf(out, "unrecognizable (/%s < %g): %lld\n", s->unrec_column, s->unrec_threshold, (long long)s->unrecognizable);
@@ -66,6 +69,8 @@ void fr_audit_print_json(const fr_audit_summary *s, FILE *out)
   fr_json_number(out, s->dup_threshold);
   fr_json_key(out, "duplicate_scope", 0);
   fr_json_string(out, s->dup_scope);
+  fr_json_key(out, "duplicate_search", 0);
+  fr_json_string(out, s->dup_path);
   fr_json_key(out, "duplicate_pairs", 0);
   fr_json_number(out, (double)s->duplicate_pairs);
   fr_json_key(out, "duplicate_items", 0);
@@ -93,12 +98,13 @@ static int parse_double(const char *opt, const char *text, double lo, double hi,
 
 int fr_cmd_audit(int argc, char **argv)
 {
-  enum { OPT_MARGIN = 256, OPT_DUPT, OPT_DUPS, OPT_MAXD, OPT_UNREC, OPT_JSON };
+  enum { OPT_MARGIN = 256, OPT_DUPT, OPT_DUPS, OPT_MAXD, OPT_UNREC, OPT_JSON, OPT_DEVICE, OPT_CPU };
   static const struct option longopts[] = {
       {"margin", required_argument, 0, OPT_MARGIN},   {"duplicate-threshold", required_argument, 0, OPT_DUPT},
       {"duplicates", required_argument, 0, OPT_DUPS}, {"max-duplicate-pairs", required_argument, 0, OPT_MAXD},
       {"unrecognizable", required_argument, 0, OPT_UNREC}, {"model", required_argument, 0, 'm'},
       {"json", no_argument, 0, OPT_JSON},             {"help", no_argument, 0, 'h'},
+      {"device", optional_argument, 0, OPT_DEVICE},   {"cpu", no_argument, 0, OPT_CPU},
       {0, 0, 0, 0}};
   fr_audit_options o = {.margin = -1, .unrec_threshold = NAN};
   int json = 0, c;
@@ -153,6 +159,11 @@ int fr_cmd_audit(int argc, char **argv)
       break;
     case OPT_JSON:
       json = 1;
+      break;
+    case OPT_DEVICE:
+    case OPT_CPU:
+      o.dup_device = c == OPT_DEVICE ? FR_AUDIT_DEVICE : FR_AUDIT_CPU;
+      o.device = c == OPT_DEVICE ? optarg : NULL;
       break;
     case 'h':
       fputs(usage, stdout);

@@ -1,6 +1,8 @@
 /* 1:N top-k search of a results file's probes against a gallery: probe blocks
  * streamed from the file, score tiles of PROBE_BLOCK x TEMPLATE_BLOCK merged
- * into per-probe top-k lists, rows appended to the matches file. */
+ * into per-probe top-k lists (or, on the device path, the fused kernels of
+ * worker/nn/similarity.c over the templates held on the device), rows appended
+ * to the matches file. Both paths give identical lists. */
 #include <hdf5.h>
 #include <math.h>
 #include <stdlib.h>
@@ -9,10 +11,14 @@
 #include "faceri/cli_util.h"
 #include "faceri/gallery.h"
 #include "faceri/item_status.h"
+#include "faceri/log.h"
+#include "faceri/vk_context.h"
 #include "faceri/similarity.h"
 #include "results_hdf5.h"
 
 #define PROBE_BLOCK 1024
+/* The device passes over every template once per probe block: larger blocks. */
+#define PROBE_BLOCK_DEVICE 8192
 #define TEMPLATE_BLOCK 8192
 
 typedef struct matches_file {
@@ -67,8 +73,34 @@ static int matches_close(matches_file *m)
   return m->f > 0 && H5Fclose(m->f) >= 0 ? 0 : -1;
 }
 
+int fr_gallery_open_device(fr_gallery_path path, const char *device, double comparisons, int k, fr_vk_context **ctx,
+                           fr_similarity_device **dev, fr_error *err)
+{
+  *ctx = NULL;
+  *dev = NULL;
+  if (path == FR_PATH_CPU ||
+      (path == FR_PATH_AUTO && (comparisons < FR_GALLERY_DEVICE_MIN || k > FR_SIMILARITY_DEVICE_MAX_K)))
+    return FR_OK;
+  if (k > FR_SIMILARITY_DEVICE_MAX_K)
+    return fr_error_set(err, FR_ERR_INVALID, "--top-k %d: the device path keeps at most %d candidates (use --cpu)", k,
+                        FR_SIMILARITY_DEVICE_MAX_K);
+  fr_vk_options vo = {.device = device, .validation = -1};
+  int rc = fr_vk_context_create(&vo, ctx, err);
+  if (!rc)
+    rc = fr_similarity_device_create(*ctx, NULL, dev, err);
+  if (rc) {
+    fr_vk_context_destroy(*ctx);
+    *ctx = NULL;
+    if (path == FR_PATH_AUTO) { /* no usable device: the CPU path answers the same */
+      fr_warn("gallery: no device path (%s); searching on the CPU", err->message);
+      return FR_OK;
+    }
+  }
+  return rc;
+}
+
 int fr_gallery_search(const fr_gallery *g, fr_results_reader *r, int k, const char *out_path, FILE *csv,
-                      fr_gallery_search_stats *stats, fr_error *err)
+                      fr_similarity_device *dev, fr_gallery_search_stats *stats, fr_error *err)
 {
   memset(stats, 0, sizeof(*stats));
   double t0 = fr_now_seconds();
@@ -80,20 +112,24 @@ int fr_gallery_search(const fr_gallery *g, fr_results_reader *r, int k, const ch
     return fr_error_set(err, FR_ERR_INVALID, "gallery search: needs k >= 1 and at least one template");
   matches_file m = {-1, -1, -1, -1, -1, -1, 0};
   int rc = matches_open(&m, out_path, g, k, err);
+  const int64_t pb = dev ? PROBE_BLOCK_DEVICE : PROBE_BLOCK;
   int64_t items = fr_results_reader_items(r), tb = g->n < TEMPLATE_BLOCK ? g->n : TEMPLATE_BLOCK;
-  float *block = malloc((size_t)PROBE_BLOCK * dim * sizeof(float)), *probes = malloc((size_t)PROBE_BLOCK * dim * sizeof(float));
-  float *tile = malloc((size_t)PROBE_BLOCK * tb * sizeof(float));
-  int8_t *status = malloc(PROBE_BLOCK);
-  int64_t *rows = malloc(PROBE_BLOCK * sizeof(int64_t));
-  char **keys = calloc(PROBE_BLOCK, sizeof(char *)), **pkeys = calloc(PROBE_BLOCK, sizeof(char *));
-  int32_t *tmpl = malloc((size_t)PROBE_BLOCK * k * sizeof(int32_t));
+  float *block = malloc((size_t)pb * dim * sizeof(float)), *probes = malloc((size_t)pb * dim * sizeof(float));
+  float *tile = dev ? NULL : malloc((size_t)pb * tb * sizeof(float));
+  int8_t *status = malloc(pb);
+  int64_t *rows = malloc(pb * sizeof(int64_t));
+  char **keys = calloc(pb, sizeof(char *)), **pkeys = calloc(pb, sizeof(char *));
+  int32_t *tmpl = malloc((size_t)pb * k * sizeof(int32_t));
   fr_topk top = {0};
-  if (!rc && (!block || !probes || !tile || !status || !rows || !keys || !pkeys || !tmpl))
+  if (!rc && (!block || !probes || (!tile && !dev) || !status || !rows || !keys || !pkeys || !tmpl))
     rc = fr_error_set(err, FR_ERR_NOMEM, "gallery search: out of memory for a probe block");
   if (!rc)
-    rc = fr_topk_init(&top, PROBE_BLOCK, k, err);
-  for (int64_t g0 = 0; !rc && g0 < items; g0 += PROBE_BLOCK) {
-    int64_t n = items - g0 < PROBE_BLOCK ? items - g0 : PROBE_BLOCK, np = 0;
+    rc = fr_topk_init(&top, pb, k, err);
+  if (!rc && dev && !(rc = fr_similarity_device_set_b(dev, g->n, dim, err)))
+    rc = fr_similarity_device_upload_b(dev, 0, g->n, g->templates, err);
+  stats->device = dev != NULL;
+  for (int64_t g0 = 0; !rc && g0 < items; g0 += pb) {
+    int64_t n = items - g0 < pb ? items - g0 : pb, np = 0;
     if ((rc = fr_results_read_status(r, g0, n, status, err)) || (rc = fr_results_read_embedding(r, g0, n, block, err)) ||
         (rc = fr_results_read_keys(r, g0, n, keys, err)))
       break;
@@ -107,7 +143,9 @@ int fr_gallery_search(const fr_gallery *g, fr_results_reader *r, int k, const ch
       top.score[i] = -INFINITY;
       top.index[i] = -1;
     }
-    for (int64_t t0b = 0; t0b < g->n && np; t0b += tb) {
+    if (dev && np && (rc = fr_similarity_device_topk(dev, probes, np, &top, 0, err)))
+      break;
+    for (int64_t t0b = 0; !dev && t0b < g->n && np; t0b += tb) {
       int64_t nt = g->n - t0b < tb ? g->n - t0b : tb;
       fr_similarity_cpu(probes, np, g->templates + (size_t)t0b * dim, nt, dim, tile, nt);
       fr_topk_merge(&top, 0, np, t0b, nt, tile, nt);
@@ -130,7 +168,7 @@ int fr_gallery_search(const fr_gallery *g, fr_results_reader *r, int k, const ch
     m.n += np;
     stats->comparisons += np * g->n;
     fr_results_free_keys(keys, n);
-    memset(keys, 0, PROBE_BLOCK * sizeof(char *));
+    memset(keys, 0, pb * sizeof(char *));
   }
   stats->probes = m.n;
   if (matches_close(&m) < 0 && !rc)

@@ -174,6 +174,98 @@ static void test_cli(void)
   CU_ASSERT_EQUAL(WEXITSTATUS(system(cmd)), 1);
 }
 
+/* A whole dataset of /audit as raw values (n of `size` bytes; NULL on failure). */
+static void *read_ds(const char *p, const char *name, hid_t type, size_t size, hssize_t *n)
+{
+  hid_t f = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT), d = f < 0 ? -1 : H5Dopen2(f, name, H5P_DEFAULT);
+  hid_t sp = d < 0 ? -1 : H5Dget_space(d);
+  *n = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
+  void *buf = *n >= 0 ? calloc((size_t)*n + 1, size) : NULL;
+  if (buf && *n > 0 && H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+    free(buf);
+    buf = NULL;
+  }
+  if (sp >= 0)
+    H5Sclose(sp);
+  if (d >= 0)
+    H5Dclose(d);
+  if (f >= 0)
+    H5Fclose(f);
+  return buf;
+}
+
+static int same_ds(const char *p1, const char *p2, const char *name, hid_t type, size_t size)
+{
+  hssize_t n1, n2;
+  void *a = read_ds(p1, name, type, size, &n1), *b = read_ds(p2, name, type, size, &n2);
+  int same = a && b && n1 == n2 && !memcmp(a, b, (size_t)n1 * size);
+  if (!same)
+    printf("\n  %s differs (%lld vs %lld values)\n", name, (long long)n1, (long long)n2);
+  free(a);
+  free(b);
+  return same;
+}
+
+static int run_audit(const char *p, fr_audit_path where, double thr, int64_t max_pairs, fr_audit_summary *s)
+{
+  fr_results_reader *r = NULL;
+  fr_error err = {0};
+  fr_audit_options o = {.margin = -1, .unrec_threshold = NAN, .dup_scope = FR_DUP_ALL, .dup_threshold = thr,
+                        .max_dup_pairs = max_pairs, .dup_device = where, .quiet = 1};
+  int rc = fr_results_reader_open(p, 1, &r, &err);
+  if (!rc)
+    rc = fr_audit_run(r, &o, s, &err);
+  fr_results_reader_close(r);
+  if (rc)
+    printf("\n  audit %s: %s\n", p, err.message);
+  return rc;
+}
+
+/* The device duplicate search writes what the CPU one writes: the same pairs in the
+ * same order (so a truncated record keeps the same ones), flags and counts. 3,000
+ * items make two panels and several blocks. */
+static void test_device_duplicates(void)
+{
+  char p1[320], p2[320], t1[320], t2[320];
+  snprintf(p1, sizeof(p1), "%s/dup_cpu.h5", dir);
+  snprintf(p2, sizeof(p2), "%s/dup_dev.h5", dir);
+  snprintf(t1, sizeof(t1), "%s/tiny_cpu.h5", dir);
+  snprintf(t2, sizeof(t2), "%s/tiny_dev.h5", dir);
+  fr_error err = {0};
+  CU_ASSERT_EQUAL_FATAL(fixture_write_synthetic(p1, 50, 60, 8, 7, &err), FR_OK);
+  CU_ASSERT_EQUAL_FATAL(fixture_write_synthetic(p2, 50, 60, 8, 7, &err), FR_OK);
+  CU_ASSERT_EQUAL_FATAL(write_set(t1, 1), 0);
+  CU_ASSERT_EQUAL_FATAL(write_set(t2, 1), 0);
+  fr_audit_summary sc, sd;
+  CU_ASSERT_EQUAL_FATAL(run_audit(t1, FR_AUDIT_CPU, 0, 0, &sc), FR_OK);
+  int rc = run_audit(t2, FR_AUDIT_DEVICE, 0, 0, &sd);
+  if (rc == FR_ERR_NOT_FOUND || rc == FR_ERR_UNSUPPORTED)
+    TEST_SKIP("no usable Vulkan device");
+  CU_ASSERT_EQUAL_FATAL(rc, FR_OK);
+  CU_ASSERT_STRING_EQUAL(sc.dup_path, "cpu");
+  CU_ASSERT_STRING_NOT_EQUAL(sd.dup_path, "cpu");
+  CU_ASSERT_EQUAL(sd.duplicate_pairs, 4);
+  CU_ASSERT(same_ds(t1, t2, "audit/duplicates/a", H5T_NATIVE_INT64, 8));
+  CU_ASSERT(same_ds(t1, t2, "audit/duplicates/b", H5T_NATIVE_INT64, 8));
+  CU_ASSERT(same_ds(t1, t2, "audit/flags", H5T_NATIVE_UINT8, 1));
+  const double thr[] = {0.97, 0.5};
+  const int64_t max[] = {0, 5000}; /* 5,000 of many more: the same first pairs recorded */
+  for (int i = 0; i < 2; i++) {
+    CU_ASSERT_EQUAL_FATAL(run_audit(p1, FR_AUDIT_CPU, thr[i], max[i], &sc), FR_OK);
+    CU_ASSERT_EQUAL_FATAL(run_audit(p2, FR_AUDIT_DEVICE, thr[i], max[i], &sd), FR_OK);
+    CU_ASSERT(sc.duplicate_pairs > 100);
+    CU_ASSERT_EQUAL(sc.duplicate_pairs, sd.duplicate_pairs);
+    CU_ASSERT_EQUAL(sc.duplicate_items, sd.duplicate_items);
+    CU_ASSERT_EQUAL(sc.duplicates_truncated, sd.duplicates_truncated);
+    CU_ASSERT_EQUAL(sc.duplicates_truncated, max[i] > 0);
+    CU_ASSERT(same_ds(p1, p2, "audit/duplicates/a", H5T_NATIVE_INT64, 8));
+    CU_ASSERT(same_ds(p1, p2, "audit/duplicates/b", H5T_NATIVE_INT64, 8));
+    CU_ASSERT(same_ds(p1, p2, "audit/duplicates/cosine", H5T_NATIVE_FLOAT, 4));
+    CU_ASSERT(same_ds(p1, p2, "audit/flags", H5T_NATIVE_UINT8, 1));
+    CU_ASSERT(same_ds(p1, p2, "audit/identity/duplicate", H5T_NATIVE_INT64, 8));
+  }
+}
+
 int main(void)
 {
   if (CU_initialize_registry() != CUE_SUCCESS)
@@ -182,5 +274,6 @@ int main(void)
   CU_add_test(s, "d_P (leave-one-out), d_N, Eq. 3 RI and flags against the definitions", test_by_hand);
   CU_add_test(s, "rerun replaces /audit; identity scope; margin; no UI centre; bad column", test_rerun_scopes_and_no_ui);
   CU_add_test(s, "faceri audit CLI", test_cli);
+  CU_add_test(s, "near-duplicates on the device equal the CPU's", test_device_duplicates);
   return test_run_all();
 }

@@ -10,6 +10,7 @@
 
 #include "faceri/gallery.h"
 #include "faceri/similarity.h"
+#include "faceri/vk_context.h"
 #include "results_fixture.h"
 #include "test_util.h"
 
@@ -174,6 +175,75 @@ static void test_search_file_and_cli(void)
   CU_ASSERT_EQUAL(WEXITSTATUS(system(cmd)), 2);
 }
 
+/* A dataset's raw bytes (n values of `size` bytes). */
+static void *read_all(const char *path, const char *name, hid_t type, size_t size, int64_t n)
+{
+  void *buf = calloc((size_t)n, size);
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT), d = f < 0 ? -1 : H5Dopen2(f, name, H5P_DEFAULT);
+  if (d < 0 || !buf || H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+    free(buf);
+    buf = NULL;
+  }
+  if (d >= 0)
+    H5Dclose(d);
+  if (f >= 0)
+    H5Fclose(f);
+  return buf;
+}
+
+static int same_file(const char *a, const char *b)
+{
+  FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+  int same = fa && fb, ca, cb;
+  while (same && ((ca = fgetc(fa)) != EOF) | ((cb = fgetc(fb)) != EOF))
+    same = ca == cb;
+  if (fa)
+    fclose(fa);
+  if (fb)
+    fclose(fb);
+  return same;
+}
+
+/* The device path (forced) and the CPU path write the same matches, ties included:
+ * the synthetic gallery is searched with itself duplicated as probes, k > templates. */
+static void test_search_device_equals_cpu(void)
+{
+  fr_vk_context *ctx = NULL;
+  fr_error err = {0};
+  if (fr_vk_context_create(NULL, &ctx, &err))
+    TEST_SKIP("no Vulkan device: %s", err.message);
+  int usable = fr_similarity_device_usable(ctx);
+  fr_vk_context_destroy(ctx);
+  if (!usable)
+    TEST_SKIP("the device lacks what the similarity kernels need");
+  char cmd[4096], gpath[320], m1[320], m2[320], c1[320], c2[320];
+  snprintf(gpath, sizeof(gpath), "%s/dg.h5", dir);
+  snprintf(m1, sizeof(m1), "%s/m_cpu.h5", dir);
+  snprintf(m2, sizeof(m2), "%s/m_dev.h5", dir);
+  snprintf(c1, sizeof(c1), "%s/m_cpu.csv", dir);
+  snprintf(c2, sizeof(c2), "%s/m_dev.csv", dir);
+  const char *bin = FACERI_BINARY_DIR;
+  snprintf(cmd, sizeof(cmd),
+           "%s/faceri gallery build %s -o %s >/dev/null && %s/faceri gallery search %s %s --top-k 40 -o %s --csv %s "
+           "--cpu | grep -q '\"path\":\"cpu\"' && %s/faceri gallery search %s %s --top-k 40 -o %s --csv %s --device "
+           "| grep -q '\"path\":\"device\"'",
+           bin, synth, gpath, bin, gpath, synth, m1, c1, bin, gpath, synth, m2, c2);
+  CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+  int64_t n = 30 * 6; /* at most the synthetic file's rows; k = 40 > 30 templates */
+  int32_t *t1 = read_all(m1, "match/template", H5T_NATIVE_INT32, 4, n * 40);
+  int32_t *t2 = read_all(m2, "match/template", H5T_NATIVE_INT32, 4, n * 40);
+  float *s1 = read_all(m1, "match/score", H5T_NATIVE_FLOAT, 4, n * 40);
+  float *s2 = read_all(m2, "match/score", H5T_NATIVE_FLOAT, 4, n * 40);
+  CU_ASSERT_FATAL(t1 && t2 && s1 && s2);
+  CU_ASSERT_EQUAL(memcmp(t1, t2, (size_t)n * 40 * 4), 0);
+  CU_ASSERT_EQUAL(memcmp(s1, s2, (size_t)n * 40 * 4), 0);
+  CU_ASSERT(same_file(c1, c2));
+  free(t1);
+  free(t2);
+  free(s1);
+  free(s2);
+}
+
 int main(void)
 {
   if (CU_initialize_registry() != CUE_SUCCESS)
@@ -182,5 +252,6 @@ int main(void)
   CU_add_test(s, "CPU score tile vs double reference; top-k vs brute force", test_tile_and_topk);
   CU_add_test(s, "templates: mean, quality-weighted, min quality; save/load", test_build_by_hand);
   CU_add_test(s, "search file and CSV vs brute force; CLI errors", test_search_file_and_cli);
+  CU_add_test(s, "search: device path writes what the CPU path writes", test_search_device_equals_cpu);
   return test_run_all();
 }

@@ -30,6 +30,9 @@
 #define FR_AUDIT_UNRECOGNIZABLE 4
 
 typedef enum fr_dup_scope { FR_DUP_AUTO = 0, FR_DUP_ALL, FR_DUP_LABEL, FR_DUP_OFF } fr_dup_scope;
+/* Where the all-pairs duplicate search runs; the pairs found are the same. AUTO:
+ * the Vulkan device for 1e8 pairs and more when one is usable, else the CPU. */
+typedef enum fr_audit_path { FR_AUDIT_AUTO = 0, FR_AUDIT_CPU, FR_AUDIT_DEVICE } fr_audit_path;
 
 typedef struct fr_audit_options {
   double margin;              /* < 0: default 0.05 */
@@ -40,6 +43,8 @@ typedef struct fr_audit_options {
   const char *unrec_column;   /* NULL: quality/ers when it has values (threshold 0.6), else no flag */
   double unrec_threshold;     /* NaN: the default above */
   const char *model_path;     /* NULL: the results' model_path attribute */
+  fr_audit_path dup_device;   /* all-pairs duplicate search on the device or the CPU */
+  const char *device;         /* device selector (fr_vk_options.device) or NULL */
   int quiet;
 } fr_audit_options;
 
@@ -48,6 +53,7 @@ typedef struct fr_audit_summary {
   int64_t mislabel, duplicate_pairs, duplicate_items, unrecognizable, singletons;
   int duplicates_truncated;
   char d_ui_source[160], dup_scope[16], unrec_column[64];
+  char dup_path[256];         /* "cpu" or the device that searched the duplicates */
   double margin, dup_threshold, unrec_threshold;
   double seconds;
 } fr_audit_summary;
