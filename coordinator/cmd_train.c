@@ -48,6 +48,25 @@ static const char usage[] =
     "      --min-images N       drop identities with fewer images (default 2)\n"
     "      --checkpoint-every N also checkpoint every N steps (default: every epoch only)\n"
     "      --device SEL         Vulkan device index or name substring\n"
+    "The paper's recognizability model (docs/RI_HEADS.md; the model needs a UI centre,\n"
+    "faceri model set-ui): L = ArcFace + alpha L1 + beta ID + gamma MSE\n"
+    "      --ri                 train the RI heads (regression, attention) with the backbone\n"
+    "      --ui INPUT           unrecognisable faces mixed into every batch (repeat for more inputs)\n"
+    "      --ui-per-batch N     UI images added to each batch (default batch/4, at least 1)\n"
+    "      --ui-region R        model (default: as the model's UI centre was made), head or whole\n"
+    "      --alpha A --beta B --gamma G   term weights (default 5, 2, 1)\n"
+    "      --tau T              ID-loss margin (default 1.645)\n"
+    "      --mu-sigma KIND      n01 (default: the paper's N(0,1)) or estimate (UI rows' xi^, last --ui-k)\n"
+    "      --ui-k K             UI samples the estimate runs over (default 5000)\n"
+    "      --ri-dropout P       the regression head's dropout (default 0.5)\n"
+    "      --reg-input KIND     features (default, the paper) or embedding (CR-FIQA style)\n"
+    "      --no-attention       no perceptibility attention head (no MSE term)\n"
+    "      --detach-vproj yes|no  v' as a constant target (default yes)\n"
+    "      --project-normalized project v/|v| instead of the raw v (Eq. 8)\n"
+    "      --ri-lr-mult X       the heads' learning-rate multiplier (default 1)\n"
+    "      --degrade            very-low-resolution augmentation of the labelled images\n"
+    "      --degrade-prob P     per image (default 0.5)\n"
+    "      --degrade-sizes A:B  low-resolution side range in pixels (default 8:32)\n"
     "      --json               JSON summary only on stdout (default: also a text log on stderr)\n"
     "Exit codes: 0 trained, 3 trained but some images were unreadable, 1 failed, 2 usage.\n";
 
@@ -95,8 +114,43 @@ static int parse_range(const char *text, fr_train_data_options *d, fr_error *err
 enum {
   O_INIT = 1000, O_RESUME, O_LOSS, O_S, O_M, O_EPOCHS, O_MAX_STEPS, O_OPTIM, O_LR, O_MOMENTUM, O_WD, O_CLIP,
   O_SCHEDULE, O_WARMUP, O_HEAD_LR, O_TRAIN_FROM, O_HEAD_INIT, O_FLIP, O_SEED, O_CROP, O_LABELS, O_REGEX,
-  O_IDENTITIES, O_MIN_IMAGES, O_CKPT, O_DEVICE, O_JSON
+  O_IDENTITIES, O_MIN_IMAGES, O_CKPT, O_DEVICE, O_JSON, O_RI, O_UI, O_UI_PER_BATCH, O_UI_REGION, O_ALPHA, O_BETA,
+  O_GAMMA, O_TAU, O_MU_SIGMA, O_UI_K, O_RI_DROPOUT, O_REG_INPUT, O_NO_ATT, O_DETACH_VPROJ, O_PROJ_NORM, O_RI_LR,
+  O_DEGRADE, O_DEGRADE_PROB, O_DEGRADE_SIZES
 };
+
+#define MAX_UI_INPUTS 256
+static const char *g_ui_inputs[MAX_UI_INPUTS];
+
+static int parse_choice(const char *opt, const char *text, const char *a, const char *b, int *out, fr_error *err)
+{
+  if (!strcmp(text, a))
+    *out = 0;
+  else if (!strcmp(text, b))
+    *out = 1;
+  else
+    return fr_error_set(err, FR_ERR_INVALID, "%s \"%s\": expected %s or %s", opt, text, a, b);
+  return FR_OK;
+}
+
+static int parse_sizes(const char *text, fr_degrade_options *g, fr_error *err)
+{
+  long a = 0, b = 0;
+  char first[32];
+  const char *colon = strchr(text, ':');
+  size_t len = colon ? (size_t)(colon - text) : 0;
+  if (!colon || len == 0 || len >= sizeof(first))
+    return fr_error_set(err, FR_ERR_INVALID, "--degrade-sizes \"%s\": expected MIN:MAX", text);
+  memcpy(first, text, len);
+  first[len] = '\0';
+  if (fr_parse_int("--degrade-sizes", first, 2, 1024, &a, err) ||
+      fr_parse_int("--degrade-sizes", colon + 1, 2, 1024, &b, err))
+    return FR_ERR_INVALID;
+  if (b < a)
+    return fr_error_set(err, FR_ERR_INVALID, "--degrade-sizes \"%s\": MAX is below MIN", text);
+  g->min_size = (int)a, g->max_size = (int)b;
+  return FR_OK;
+}
 
 static int parse_args(int argc, char **argv, fr_train_run_options *o, int *help, fr_error *err)
 {
@@ -115,7 +169,18 @@ static int parse_args(int argc, char **argv, fr_train_run_options *o, int *help,
       {"labels", required_argument, 0, O_LABELS}, {"label-regex", required_argument, 0, O_REGEX},
       {"identities", required_argument, 0, O_IDENTITIES}, {"min-images", required_argument, 0, O_MIN_IMAGES},
       {"checkpoint-every", required_argument, 0, O_CKPT}, {"device", required_argument, 0, O_DEVICE},
-      {"json", no_argument, 0, O_JSON}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+      {"json", no_argument, 0, O_JSON}, {"help", no_argument, 0, 'h'},
+      {"ri", no_argument, 0, O_RI}, {"ui", required_argument, 0, O_UI},
+      {"ui-per-batch", required_argument, 0, O_UI_PER_BATCH}, {"ui-region", required_argument, 0, O_UI_REGION},
+      {"alpha", required_argument, 0, O_ALPHA}, {"beta", required_argument, 0, O_BETA},
+      {"gamma", required_argument, 0, O_GAMMA}, {"tau", required_argument, 0, O_TAU},
+      {"mu-sigma", required_argument, 0, O_MU_SIGMA}, {"ui-k", required_argument, 0, O_UI_K},
+      {"ri-dropout", required_argument, 0, O_RI_DROPOUT}, {"reg-input", required_argument, 0, O_REG_INPUT},
+      {"no-attention", no_argument, 0, O_NO_ATT}, {"detach-vproj", required_argument, 0, O_DETACH_VPROJ},
+      {"project-normalized", no_argument, 0, O_PROJ_NORM}, {"ri-lr-mult", required_argument, 0, O_RI_LR},
+      {"degrade", no_argument, 0, O_DEGRADE}, {"degrade-prob", required_argument, 0, O_DEGRADE_PROB},
+      {"degrade-sizes", required_argument, 0, O_DEGRADE_SIZES}, {0, 0, 0, 0}};
+  int choice = 0;
   long v;
   int c;
   optind = 1;
@@ -179,6 +244,42 @@ static int parse_args(int argc, char **argv, fr_train_run_options *o, int *help,
     case O_CKPT: rc = fr_parse_int("--checkpoint-every", optarg, 1, 1L << 30, &v, err); o->checkpoint_every = v; break;
     case O_DEVICE: o->device = optarg; break;
     case O_JSON: o->json = 1; break;
+    case O_RI: o->ri = 1; break;
+    case O_UI:
+      if (o->n_ui_inputs == MAX_UI_INPUTS)
+        rc = fr_error_set(err, FR_ERR_INVALID, "--ui: more than %d inputs (give folders or archives)", MAX_UI_INPUTS);
+      else
+        g_ui_inputs[o->n_ui_inputs++] = optarg;
+      o->ui_inputs = g_ui_inputs;
+      break;
+    case O_UI_PER_BATCH: rc = fr_parse_int("--ui-per-batch", optarg, 1, 4096, &v, err); o->ui_per_batch = (int)v; break;
+    case O_UI_REGION:
+      if (!strcmp(optarg, "model"))
+        o->ui_region = -1;
+      else if (!(rc = parse_choice("--ui-region", optarg, "whole", "head", &choice, err)))
+        o->ui_region = choice;
+      break;
+    case O_ALPHA: rc = parse_float("--alpha", optarg, 0, 1e6, &o->heads.alpha, err); break;
+    case O_BETA: rc = parse_float("--beta", optarg, 0, 1e6, &o->heads.beta, err); break;
+    case O_GAMMA: rc = parse_float("--gamma", optarg, 0, 1e6, &o->heads.gamma, err); break;
+    case O_TAU: rc = parse_float("--tau", optarg, -1e6, 1e6, &o->heads.tau, err); break;
+    case O_MU_SIGMA: rc = parse_choice("--mu-sigma", optarg, "n01", "estimate", &o->mu_sigma_estimate, err); break;
+    case O_UI_K: rc = fr_parse_int("--ui-k", optarg, 2, 1 << 30, &v, err); o->ui_k = (int)v; break;
+    case O_RI_DROPOUT: rc = parse_float("--ri-dropout", optarg, 0, 0.99, &o->heads.dropout, err); break;
+    case O_REG_INPUT:
+      rc = parse_choice("--reg-input", optarg, "features", "embedding", &choice, err);
+      o->heads.reg_input = choice ? FR_RI_REG_EMBEDDING : FR_RI_REG_FEATURES;
+      break;
+    case O_NO_ATT: o->heads.attention = 0; break;
+    case O_DETACH_VPROJ:
+      rc = parse_choice("--detach-vproj", optarg, "no", "yes", &choice, err);
+      o->heads.detach_vproj = choice;
+      break;
+    case O_PROJ_NORM: o->heads.project_normalized = 1; break;
+    case O_RI_LR: rc = parse_float("--ri-lr-mult", optarg, 0, 1e4, &o->ri_lr_mult, err); break;
+    case O_DEGRADE: o->degrade = 1; break;
+    case O_DEGRADE_PROB: rc = parse_float("--degrade-prob", optarg, 0, 1, &o->degrade_prob, err); break;
+    case O_DEGRADE_SIZES: rc = parse_sizes(optarg, &o->degrade_opts, err); break;
     case 'h': *help = 1; return FR_OK;
     default: return fr_error_set(err, FR_ERR_INVALID, "unknown option (see --help)");
     }
@@ -191,6 +292,10 @@ static int parse_args(int argc, char **argv, fr_train_run_options *o, int *help,
     return fr_error_set(err, FR_ERR_INVALID, "-o OUT.h5 is required");
   if (o->n_inputs < 1)
     return fr_error_set(err, FR_ERR_INVALID, "no INPUT given");
+  if (o->n_ui_inputs > 0 && !o->ri)
+    return fr_error_set(err, FR_ERR_INVALID, "--ui is for the RI heads: give --ri too");
+  if (o->mu_sigma_estimate && o->n_ui_inputs == 0)
+    return fr_error_set(err, FR_ERR_INVALID, "--mu-sigma estimate needs UI images (--ui INPUT)");
   if (o->loss == FR_LOSS_SOFTMAX && o->m_given && o->m != 0.0f)
     return fr_error_set(err, FR_ERR_INVALID, "--m %g: a softmax head takes no margin", (double)o->m);
   if (o->loss == FR_LOSS_SOFTMAX) {

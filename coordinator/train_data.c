@@ -9,6 +9,7 @@
 #include "faceri/input_source.h"
 #include "faceri/labels.h"
 #include "faceri/log.h"
+#include "faceri/ui_centre.h"
 
 /* Images as read, before identities are numbered. */
 typedef struct staging {
@@ -45,13 +46,19 @@ static int stage_image(staging *s, const uint8_t *px, const char *label, fr_erro
 }
 
 /* Decode, crop, resize: the same steps (and the same 8-bit rounding) as fr_preprocess_image. */
-static int prepare(const fr_preprocess *pp, const fr_input_item *it, fr_image *out, fr_error *err)
+static int prepare(const fr_preprocess *pp, int head_box, const fr_input_item *it, fr_image *out, fr_error *err)
 {
   fr_image img = {0}, cropped = {0};
   int rc = fr_image_decode(it->bytes, it->size, it->key, &img, err);
   const fr_image *src = &img;
   if (!rc && pp->has_crop) {
     rc = fr_image_crop(&img, pp->crop_x, pp->crop_y, pp->crop_w, pp->crop_h, &cropped, err);
+    src = &cropped;
+  } else if (!rc && head_box) {
+    int W = img.width, H = img.height;
+    int x = (int)((long)FR_HEAD_BOX_X * W / FR_HEAD_BOX_REF_W), y = (int)((long)FR_HEAD_BOX_Y * H / FR_HEAD_BOX_REF_H);
+    int w = (int)((long)FR_HEAD_BOX_W * W / FR_HEAD_BOX_REF_W), h = (int)((long)FR_HEAD_BOX_H * H / FR_HEAD_BOX_REF_H);
+    rc = fr_image_crop(&img, x, y, w > 0 ? w : 1, h > 0 ? h : 1, &cropped, err);
     src = &cropped;
   }
   if (!rc)
@@ -90,11 +97,11 @@ static int read_inputs(const char *const *inputs, int n_inputs, const fr_train_d
     } else if (!it.is_image) {
       d->skipped++;
     } else {
-      const char *label = fr_labeler_apply(labeler, it.key, it.label);
+      const char *label = o->unlabelled ? "-" : fr_labeler_apply(labeler, it.key, it.label);
       fr_image img = {0};
       if (!label || !*label) {
         d->unlabelled++;
-      } else if (prepare(&o->pp, &it, &img, &item_err) != FR_OK) {
+      } else if (prepare(&o->pp, o->head_box, &it, &img, &item_err) != FR_OK) {
         fr_warn("training data: %s", item_err.message);
         d->failed++;
       } else {
@@ -181,6 +188,19 @@ static int select_identities(staging *s, const fr_train_data_options *o, fr_trai
   return rc;
 }
 
+static int keep_all(staging *s, fr_train_data *d, fr_error *err)
+{
+  if (!(d->labels = malloc((size_t)s->n * sizeof(int32_t))))
+    return fr_error_set(err, FR_ERR_NOMEM, "training data: out of memory");
+  for (int i = 0; i < s->n; i++)
+    d->labels[i] = -1;
+  d->n_images = s->n;
+  d->n_classes = 0;
+  d->pixels = s->pixels;
+  s->pixels = NULL;
+  return FR_OK;
+}
+
 static int fingerprint(fr_train_data *d, size_t image_bytes, fr_error *err)
 {
   EVP_MD_CTX *md = EVP_MD_CTX_new();
@@ -213,7 +233,9 @@ int fr_train_data_load(const char *const *inputs, int n_inputs, const fr_train_d
   if (!rc && s.n == 0)
     rc = fr_error_set(err, FR_ERR_INVALID, "training data: no labelled image in the %d input(s) (%lld items read)",
                       n_inputs, (long long)d->items_read);
-  if (!rc)
+  if (!rc && o->unlabelled)
+    rc = keep_all(&s, d, err);
+  else if (!rc)
     rc = select_identities(&s, o, d, err);
   if (!rc)
     rc = fingerprint(d, s.image_bytes, err);
@@ -260,22 +282,27 @@ void fr_train_data_epoch_order(const fr_train_data *d, uint64_t seed, int64_t ep
   }
 }
 
+void fr_train_data_to_input(const uint8_t *px, int width, int height, const float mean[3], const float std[3],
+                            int mirror, float *out)
+{
+  size_t row = (size_t)width * 3;
+  for (int y = 0; y < height; y++)
+    for (int x = 0; x < width; x++) {
+      const uint8_t *p = px + (size_t)y * row + (size_t)(mirror ? width - 1 - x : x) * 3;
+      float *q = out + (size_t)y * row + (size_t)x * 3;
+      /* the same expression as fr_image_to_tensor, so training sees inference's numbers */
+      for (int c = 0; c < 3; c++)
+        q[c] = (float)(((double)p[c] - mean[c]) / std[c]);
+    }
+}
+
 void fr_train_data_batch(const fr_train_data *d, const int32_t *order, int count, const float mean[3],
                          const float std[3], const uint8_t *flip, float *images, int32_t *labels)
 {
-  size_t row = (size_t)d->width * 3, per = row * d->height;
+  size_t per = (size_t)d->width * 3 * d->height;
   for (int b = 0; b < count; b++) {
-    const uint8_t *src = d->pixels + (size_t)order[b] * per;
-    float *dst = images + (size_t)b * per;
-    int mirror = flip && flip[b];
-    for (int y = 0; y < d->height; y++)
-      for (int x = 0; x < d->width; x++) {
-        const uint8_t *p = src + (size_t)y * row + (size_t)(mirror ? d->width - 1 - x : x) * 3;
-        float *q = dst + (size_t)y * row + (size_t)x * 3;
-        /* the same expression as fr_image_to_tensor, so training sees inference's numbers */
-        for (int c = 0; c < 3; c++)
-          q[c] = (float)(((double)p[c] - mean[c]) / std[c]);
-      }
+    fr_train_data_to_input(d->pixels + (size_t)order[b] * per, d->width, d->height, mean, std, flip && flip[b],
+                           images + (size_t)b * per);
     labels[b] = d->labels[order[b]];
   }
 }

@@ -11,6 +11,7 @@
 #include "faceri/model.h"
 #include "faceri/trainer.h"
 #include "faceri/vk_context.h"
+#include "train_run_internal.h"
 
 #define PROTOTYPES "prototypes/weights"
 
@@ -31,23 +32,14 @@ fr_train_run_options fr_train_run_defaults(void)
   o.head_init_mean = 1;
   o.seed = 1;
   o.data.min_images = 2;
+  o.heads = fr_ri_heads_defaults(7, 7, 512, 192, 1); /* shapes and batch are the trainer's */
+  o.ri_lr_mult = 1.0f;
+  o.ui_region = -1;
+  o.ui_k = 5000;
+  o.degrade_prob = 0.5f;
+  o.degrade_opts = fr_degrade_defaults();
   return o;
 }
-
-typedef struct run_state {
-  const fr_train_run_options *o;
-  fr_model model;       /* the initial (or checkpointed) model; checkpoints export into it */
-  fr_train_data data;
-  fr_vk_context *ctx;
-  fr_trainer *trainer;
-  char config[2048];
-  float *loss;          /* one per step from 0, capacity loss_cap */
-  int64_t loss_cap;
-  int64_t step, spe, total;
-  float *images, *head;
-  int32_t *labels, *order;
-  uint8_t *flips;
-} run_state;
 
 static const char *optim_name(fr_optim_kind k) { return k == FR_OPTIM_ADAMW ? "adamw" : "sgd"; }
 
@@ -68,6 +60,11 @@ static void make_config(run_state *r)
            (double)o->max_grad_norm, (double)o->head_lr_mult, o->cosine ? "cosine" : "constant",
            o->cosine ? (long long)r->spe * o->epochs : 0LL, o->warmup, o->train_from,
            o->head_init_mean ? "mean" : "random", o->flip, o->seed);
+  if (o->ri) { /* appended inside the object, so a run without --ri keeps its config */
+    size_t at = strlen(r->config) - 1;
+    fr_run_ri_config(r, r->config + at, sizeof(r->config) - at - 1);
+    strcat(r->config, "}");
+  }
 }
 
 /* Names the first field where two configs differ. */
@@ -125,6 +122,8 @@ static int load_model_and_data(run_state *r, fr_train_run_summary *sum, fr_error
   if (r->spe < 1)
     return fr_error_set(err, FR_ERR_INVALID, "--batch %d is larger than the %d training images", o->batch,
                         r->data.n_images);
+  if (o->ri && (rc = fr_run_ri_prepare(r, err)) != FR_OK)
+    return rc;
   make_config(r);
   if (o->resume) {
     fr_model_training *t = &r->model.training;
@@ -196,7 +195,7 @@ static int create_trainer(run_state *r, fr_error *err)
 {
   const fr_train_run_options *o = r->o;
   int C = r->data.n_classes, dim = r->model.embedding_size;
-  fr_trainer_options t = fr_trainer_defaults(o->batch, C, o->lr, o->momentum);
+  fr_trainer_options t = fr_trainer_defaults(o->batch + r->U, C, o->lr, o->momentum);
   t.loss = o->loss;
   t.s = o->s;
   t.m = o->loss == FR_LOSS_ARCFACE ? o->m : 0.0f;
@@ -212,6 +211,11 @@ static int create_trainer(run_state *r, fr_error *err)
   }
   t.backbone = (fr_param_group){1.0f, o->weight_decay, 0};
   t.head_group = (fr_param_group){o->head_lr_mult, o->weight_decay, 0};
+  if (o->ri) {
+    t.ri = &r->heads;
+    t.ui_centre = r->model.ui_centre;
+    t.ri_group = (fr_param_group){o->ri_lr_mult, o->weight_decay, 0};
+  }
   int rc = FR_OK;
   if (o->resume) {
     memcpy(r->head, fr_model_find_tensor(&r->model, PROTOTYPES)->data, (size_t)C * dim * sizeof(float));
@@ -228,6 +232,8 @@ static int create_trainer(run_state *r, fr_error *err)
     if (rc)
       fr_error_prefix(err, "--resume: %s", o->output);
   }
+  if (!rc && o->resume && o->ri)
+    rc = fr_run_ri_restore(r, err);
   return rc;
 }
 
@@ -268,6 +274,8 @@ static int checkpoint(run_state *r, fr_error *err)
   }
   fr_model_training_clear(&m->training);
   m->training = t; /* m owns it now (freed with the model, or replaced at the next checkpoint) */
+  if (!rc && r->o->ri)
+    rc = fr_run_ri_checkpoint(r, err);
   if (!rc)
     rc = fr_model_save(m, r->o->output, err);
   if (rc)
@@ -308,8 +316,17 @@ static int train_steps(run_state *r, fr_train_run_summary *sum, fr_error *err)
       r->flips[b] = o->flip ? (uint8_t)(mix64(((uint64_t)o->seed << 40) ^ ((uint64_t)r->step * 4096u + (uint64_t)b)) & 1)
                             : 0;
     fr_train_data_batch(&r->data, r->order + pos * B, B, r->model.mean, r->model.std, r->flips, r->images, r->labels);
-    float loss = 0;
-    rc = fr_trainer_step(r->trainer, r->images, r->labels, B, &loss, err);
+    fr_trainer_batch tb = {r->images, r->labels, r->flags, B + r->U, 0.0f, 1.0f};
+    fr_trainer_losses tl;
+    if (o->ri) {
+      rc = fr_run_ri_compose(r, err);
+      fr_run_ri_mu_sigma(r, &tb.mu_ui, &tb.sigma_ui);
+    }
+    if (!rc)
+      rc = fr_trainer_run_batch(r->trainer, &tb, 1, &tl, err);
+    if (!rc && o->ri)
+      rc = fr_run_ri_after_step(r, &tl, err);
+    float loss = rc ? 0.0f : tl.total;
     if (!rc && !isfinite(loss))
       rc = fr_error_set(err, FR_ERR_INTERNAL, "step %lld: the loss is %g (diverged: lower --lr?)",
                         (long long)r->step, (double)loss);
@@ -335,6 +352,8 @@ static int train_steps(run_state *r, fr_train_run_summary *sum, fr_error *err)
       fr_info("epoch %lld: mean loss %.5f over %d steps, lr %.3g, %.2f images/s", (long long)epoch + 1, mean,
               epoch_count, fr_optimizer_group_lr(fr_trainer_optimizer(r->trainer), o->train_from > 0 ? 1 : 0),
               dt > 0 ? (double)(r->step - sum->start_step) * B / dt : 0.0);
+      if (o->ri)
+        fr_run_ri_epoch_end(r, sum, epoch);
       epoch_loss = 0;
       epoch_count = 0;
     }
@@ -373,8 +392,8 @@ int fr_train_run(const fr_train_run_options *o, fr_train_run_summary *sum, fr_er
     size_t img = (size_t)r.model.input_h * r.model.input_w * 3;
     r.loss_cap = r.total > 0 ? r.total : 1;
     r.loss = calloc((size_t)r.loss_cap, sizeof(float));
-    r.images = malloc((size_t)o->batch * img * sizeof(float));
-    r.labels = malloc((size_t)o->batch * sizeof(int32_t));
+    r.images = malloc((size_t)(o->batch + r.U) * img * sizeof(float));
+    r.labels = malloc((size_t)(o->batch + r.U) * sizeof(int32_t));
     r.flips = malloc((size_t)o->batch);
     r.order = malloc((size_t)r.data.n_images * sizeof(int32_t));
     r.head = malloc((size_t)r.data.n_classes * r.model.embedding_size * sizeof(float));
@@ -411,6 +430,9 @@ int fr_train_run(const fr_train_run_options *o, fr_train_run_summary *sum, fr_er
   free(r.flips);
   free(r.order);
   free(r.head);
+  sum->ri = o->ri;
+  sum->n_ui_images = r.ui.n_images;
+  fr_run_ri_free(&r);
   return rc;
 }
 
@@ -445,6 +467,19 @@ void fr_train_run_print_summary(const fr_train_run_options *o, const fr_train_ru
           (long long)s->data.failed, s->data.input_errors, (long long)s->steps_per_epoch, (long long)s->start_step,
           (long long)s->end_step, s->epochs_done, s->first_loss, s->last_loss, s->first_epoch_loss,
           s->last_epoch_loss, s->seconds, s->images_per_s, (unsigned long long)s->peak_device_bytes);
+  if (s->ri) {
+    const char *names[5] = {"arcface", "l1", "id", "mse", "total"};
+    for (int e = 0; e < 2; e++) {
+      fprintf(out, "%s\"%s\":{", e ? "}," : ",\"ri\":{", e ? "last_epoch" : "first_epoch");
+      for (int k = 0; k < 5; k++)
+      {
+        double v = e ? s->last_terms[k] : s->first_terms[k];
+        fprintf(out, isfinite(v) ? "%s\"%s\":%.6g" : "%s\"%s\":null", k ? "," : "", names[k], v);
+      }
+    }
+    fprintf(out, "},\"spearman_last_epoch\":%.4f,\"ui_images\":%d}",
+            isfinite(s->last_spearman) ? s->last_spearman : -2.0, s->n_ui_images);
+  }
   if (error) {
     fprintf(out, ",\"error\":");
     json_str(out, error);

@@ -98,7 +98,7 @@ void fr_ri_heads_destroy(fr_ri_heads *h);
 const fr_ri_heads_config *fr_ri_heads_config_of(const fr_ri_heads *h);
 
 /* ---- parameters: tensors in a fixed order, named as the model file's datasets
- * (proposed under /heads/ri/, see docs/RI_HEADS.md) ---- */
+ * (stored under /heads/ri/ by faceri train --ri, docs/MODEL_FORMAT.md §4.2) ---- */
 int fr_ri_heads_tensor_count(const fr_ri_heads *h);
 /* e.g. "regression/fc_weight"; NULL past the end. */
 const char *fr_ri_heads_tensor_name(const fr_ri_heads *h, int i);

@@ -25,6 +25,12 @@ typedef struct fr_train_data_options {
   int identity_count;        /* 0: all from first_identity on */
   int min_images;            /* identities with fewer images (before the range is taken) are dropped */
   size_t max_bytes;          /* 0: 8 GiB */
+  /* An unlabelled set (the UI faces of `faceri train --ui`): every image is kept, labels
+   * and identity options are ignored, n_classes is 0 and every label -1. */
+  int unlabelled;
+  /* Take the head box of a pedestrian crop (ui_centre.h FR_HEAD_BOX_*, scaled to each
+   * image's size) before resizing, as `faceri model set-ui --face-region head` does. */
+  int head_box;
   /* Called after every item read (may be NULL): for a progress display. */
   void (*progress)(void *user, int64_t items_read, int64_t images_kept);
   void *progress_user;
@@ -57,6 +63,10 @@ void fr_train_data_epoch_order(const fr_train_data *d, uint64_t seed, int64_t ep
 
 /* Images order[0..count-1] as the network's float input (x = (p - mean) / std) and
  * their labels. flip: per image 0/1 horizontal flip (NULL: none). */
+/* One 8-bit image (width x height x 3) as the network's float input, mirrored or not. */
+void fr_train_data_to_input(const uint8_t *px, int width, int height, const float mean[3], const float std[3],
+                            int mirror, float *out);
+
 void fr_train_data_batch(const fr_train_data *d, const int32_t *order, int count, const float mean[3],
                          const float std[3], const uint8_t *flip, float *images, int32_t *labels);
 

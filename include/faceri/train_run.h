@@ -14,8 +14,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "faceri/degrade.h"
 #include "faceri/error.h"
 #include "faceri/optimizer.h"
+#include "faceri/ri_heads.h"
 #include "faceri/train_data.h"
 #include "faceri/train_loss.h"
 
@@ -39,6 +41,20 @@ typedef struct fr_train_run_options {
   uint32_t seed;
   int64_t checkpoint_every; /* 0: epoch ends only */
   fr_train_data_options data; /* pp.input_w/h are taken from the model */
+  /* The paper's RI heads and loss (--ri; docs/RI_HEADS.md): heads config from
+   * fr_ri_heads_defaults with the options below; the model must have a UI centre. */
+  int ri;
+  fr_ri_heads_config heads;   /* alpha, beta, gamma, tau, dropout, reg_input, detach_vproj, ... */
+  float ri_lr_mult;           /* the heads' learning-rate multiplier (1) */
+  const char **ui_inputs;     /* --ui: unrecognisable faces mixed into every batch */
+  int n_ui_inputs;
+  int ui_per_batch;           /* UI rows added to each batch (0: batch / 4, at least 1) */
+  int ui_region;              /* -1: the model's UI face region (head box or whole); 0 whole; 1 head box */
+  int mu_sigma_estimate;      /* 0: N(0, 1); 1: mean/std of the UI rows' xi^ over the last ui_k samples */
+  int ui_k;                   /* 5000 */
+  int degrade;                /* --degrade: very-low-resolution augmentation of the labelled rows */
+  float degrade_prob;         /* per image (0.5) */
+  fr_degrade_options degrade_opts;
 } fr_train_run_options;
 
 fr_train_run_options fr_train_run_defaults(void);
@@ -54,6 +70,11 @@ typedef struct fr_train_run_summary {
   double seconds, images_per_s;
   uint64_t peak_device_bytes;
   char device[256];
+  /* --ri: the mean of each term (arcface, L1, ID, MSE, total) over the first and last
+   * epoch completed in this invocation, and Spearman's rho between xi^ and xi over the
+   * labelled rows of the last one. */
+  int ri, n_ui_images;
+  double first_terms[5], last_terms[5], last_spearman;
 } fr_train_run_summary;
 
 int fr_train_run(const fr_train_run_options *o, fr_train_run_summary *sum, fr_error *err);

@@ -25,6 +25,7 @@
 #include "faceri/error.h"
 #include "faceri/model.h"
 #include "faceri/optimizer.h"
+#include "faceri/ri_heads.h"
 #include "faceri/train_loss.h"
 #include "faceri/vk_context.h"
 
@@ -45,6 +46,19 @@ typedef struct fr_trainer_options {
    * costs a forward plus the backward of those stages only). 0: train every layer. */
   int train_from_layer;
   fr_param_group head_group;
+  /* The paper's RI heads (ri_heads.h, docs/RI_HEADS.md) on the feature map F of
+   * ri_feature_layer, trained with the backbone: L = ArcFace + alpha L1 + beta ID +
+   * gamma MSE. NULL: none. The config's h, w, c, dim, max_batch and max_chunk are
+   * replaced by the trainer's; its other fields (options, seed) are used as given.
+   * The targets xi (Eq. 3) come from the current prototypes (the head's weights) and
+   * ui_centre, before the step's update and detached; dL/dF joins the backbone's
+   * gradient of F, and dL/dv (embedding regression, or v' not detached) its gradient
+   * of the raw embedding. The heads' parameters form their own optimizer group
+   * (ri_group), after the head's. */
+  const fr_ri_heads_config *ri;
+  int ri_feature_layer;    /* -1 (the default): the input of the first layer with a 1x1 output (48 in MobileFaceNet) */
+  const float *ui_centre;  /* [embedding] (copied; normalised on the device), required with ri */
+  fr_param_group ri_group;
 } fr_trainer_options;
 
 /* SGD with momentum, softmax head over the normalised embedding, s = 1, no decay. */
@@ -66,6 +80,38 @@ int fr_trainer_step(fr_trainer *t, const float *images, const int32_t *labels, i
                     fr_error *err);
 int fr_trainer_grads(fr_trainer *t, const float *images, const int32_t *labels, int batch, float *loss,
                      fr_error *err);
+
+/* A batch with UI rows and the RI heads' per-step scalars. flags [batch] (NULL: none):
+ * bit 0 marks an unrecognisable-identity image: its label is replaced by -1 (no
+ * ArcFace term, no xi; note that the ArcFace mean still divides by the whole batch)
+ * and it feeds the heads' UI statistics (fr_trainer_losses.ri.n_ui, ui_mean, ui_var).
+ * The heads' dropout masks follow the optimizer's step count (fr_optimizer_steps), so
+ * a resumed run draws the same masks. mu_ui, sigma_ui: the ID loss's N(mu, sigma). */
+typedef struct fr_trainer_batch {
+  const float *images;
+  const int32_t *labels;
+  const int32_t *flags;
+  int batch;
+  float mu_ui, sigma_ui;   /* 0, 1 for N(0, 1) */
+} fr_trainer_batch;
+
+typedef struct fr_trainer_losses {
+  float total;             /* arcface + ri.total */
+  float arcface;           /* the head's loss (ArcFace or softmax) */
+  fr_ri_loss_values ri;    /* zeros without heads */
+} fr_trainer_losses;
+
+/* update 1: a training step (as fr_trainer_step); 0: gradients only. */
+int fr_trainer_run_batch(fr_trainer *t, const fr_trainer_batch *b, int update, fr_trainer_losses *out,
+                         fr_error *err);
+/* The attached heads (NULL without): their tensors are read and written with
+ * fr_ri_heads_read_tensor / fr_ri_heads_write_tensor (checkpoints, --resume), their
+ * outputs of the last run (xi^, v_attn) with fr_ri_heads_read_outputs. */
+fr_ri_heads *fr_trainer_ri_heads(fr_trainer *t);
+/* xi (Eq. 3) of the last run's rows [0, n) as the heads' targets (NaN on unlabelled rows). */
+int fr_trainer_read_xi(fr_trainer *t, int n, float *xi, fr_error *err);
+/* The layer whose output the heads read (-1 without heads). */
+int fr_trainer_ri_feature_layer(const fr_trainer *t);
 
 /* Parameter tensors: for each model layer its weights, bias and (PReLU) slope, then the
  * head. name is e.g. "layer 3 (...) weights"; the returned pointer lives as long as t. */

@@ -3,6 +3,7 @@
 /* Internal: shared by model_file.c (save, seal) and model_file_load.c. */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "faceri/error.h"
 #include "faceri/model.h"
@@ -24,5 +25,7 @@ int fr_mf_check_seal(const char *path, const uint8_t *data, size_t size, fr_erro
 #include <hdf5.h>
 int fr_mf_write_extras(hid_t f, const fr_model *m, const char *path, fr_error *err);
 int fr_mf_read_extras(hid_t f, fr_model *m, const char *path, fr_error *err);
+/* `faceri model info`'s lines for the optional tensors, the RI heads and /training. */
+void fr_mf_print_extras(const fr_model *m, FILE *out);
 
 #endif

@@ -466,6 +466,7 @@ int fr_model_print_info(const char *path, FILE *out, fr_error *err)
   } else {
     fprintf(out, "\nUI centre       none (faceri model set-ui adds one)\n");
   }
+  fr_mf_print_extras(&m, out);
   fr_model_free(&m);
   return FR_OK;
 }

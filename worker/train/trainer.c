@@ -28,6 +28,8 @@ fr_trainer_options fr_trainer_defaults(int max_batch, int classes, float lr, flo
   o.optim = fr_optimizer_sgd_defaults(lr, momentum);
   o.backbone = (fr_param_group){1.0f, 0.0f, 0};
   o.head_group = (fr_param_group){1.0f, 0.0f, 0};
+  o.ri_feature_layer = -1;
+  o.ri_group = (fr_param_group){1.0f, 0.0f, 0};
   return o;
 }
 
@@ -253,7 +255,8 @@ static int allocate_activations(fr_trainer *t, fr_error *err)
     const fr_layer *l = &t->layers[i];
     L->slice = round_up(out_floats(l) * sizeof(float) * (uint64_t)t->chunk, ALIGN_BYTES);
     L->keep_z = l->activation != FR_ACT_NONE;
-    L->keep_y = l->activation == FR_ACT_NONE || l->residual != FR_NO_LAYER || i == t->output_layer;
+    /* The heads' feature map is read in six phases: kept rather than recomputed. */
+    L->keep_y = l->activation == FR_ACT_NONE || l->residual != FR_NO_LAYER || i == t->output_layer || i == t->feat;
     if (L->keep_z)
       rc = buffer(t, &L->z, L->slice * t->n_chunks, "pre-activations", err);
     if (!rc && L->keep_y)
@@ -339,6 +342,7 @@ int fr_trainer_create(fr_vk_context *ctx, const fr_model *model, const fr_traine
   t->normalize = opts->loss == FR_LOSS_ARCFACE || opts->normalize;
   t->lp = (fr_loss_params){opts->loss, opts->max_batch, t->dim, opts->classes, opts->s, opts->m, opts->easy_margin};
   t->recorded_batch = -1;
+  t->feat = -1;
   t->layers = calloc((size_t)t->n, sizeof(fr_layer));
   t->L = calloc((size_t)t->n, sizeof(tlayer));
   if (!t->layers || !t->L)
@@ -353,6 +357,8 @@ int fr_trainer_create(fr_vk_context *ctx, const fr_model *model, const fr_traine
     rc = fr_train_ops_create(ctx, &t->tops, err);
   if (!rc)
     rc = fr_loss_create(ctx, &t->loss, err);
+  if (!rc && opts->ri)
+    rc = fr_trainer_ri_feature(t, model, opts->ri_feature_layer, err);
   if (!rc)
     rc = plan_chunks(t, err);
   if (!rc) {
@@ -372,6 +378,10 @@ int fr_trainer_create(fr_vk_context *ctx, const fr_model *model, const fr_traine
   if (!rc)
     rc = fr_vk_kernel_create(ctx, "train_repack", 3, kinds, sizeof(uint32_t), &wg, 1, &t->repack, err);
   t->repack_wg = wg;
+  if (!rc && opts->ri)
+    rc = fr_trainer_ri_setup(t, opts, err);
+  t->o.ri = NULL; /* copied by the heads */
+  t->o.ui_centre = NULL;
   if (!rc)
     rc = fr_trainer_setup_optimizer(t, err);
   if (!rc)
@@ -393,6 +403,7 @@ void fr_trainer_destroy(fr_trainer *t)
     return;
   fr_vk_sequence_destroy(t->seq);
   fr_optimizer_destroy(t->opt);
+  fr_trainer_ri_destroy(t);
   if (t->repack)
     fr_vk_kernel_destroy(t->ctx, t->repack);
   for (int i = 0; t->L && i < t->n; i++) {
@@ -520,10 +531,16 @@ int fr_trainer_record(fr_trainer *t, int batch, int update, fr_error *err)
   /* Orders the previous submission's writes (parameters, packed weights) before this one. */
   fr_vk_sequence_barrier(seq);
   int chunks = (batch + t->chunk - 1) / t->chunk;
-  for (int c = 0; c < chunks && !rc; c++)
-    rc = record_forward(t, seq, c, c == chunks - 1 ? batch - c * t->chunk : t->chunk, err);
+  for (int c = 0; c < chunks && !rc; c++) {
+    int nb = c == chunks - 1 ? batch - c * t->chunk : t->chunk;
+    rc = record_forward(t, seq, c, nb, err);
+    if (!rc && t->ri)
+      rc = fr_ri_heads_record_fwd_chunk(t->ri, seq, c * t->chunk, nb, fr_trainer_feature(t, c), err);
+  }
   if (!rc)
     rc = record_head(t, seq, batch, err);
+  if (!rc && t->ri)
+    rc = fr_trainer_ri_record_mid(t, seq, batch, err);
   for (int c = 0; c < chunks && !rc; c++)
     rc = fr_trainer_record_backward(t, seq, c, c == chunks - 1 ? batch - c * t->chunk : t->chunk, err);
   if (!rc && update) {
@@ -540,6 +557,8 @@ int fr_trainer_record(fr_trainer *t, int batch, int update, fr_error *err)
   }
   return rc;
 }
+
+fr_vk_arg fr_trainer_feature(const fr_trainer *t, int c) { return slice(&t->L[t->feat].y, t->L[t->feat].slice, c); }
 
 int fr_trainer_record_repack(fr_trainer *t, fr_vk_sequence *seq, fr_error *err)
 {

@@ -135,10 +135,21 @@ int fr_trainer_record_backward(fr_trainer *t, fr_vk_sequence *seq, int c, int nb
   const fr_vk_buffer *pg = c == 0 ? &t->grads : &t->grads_tmp;
   int rc = FR_OK;
   for (int i = t->n - 1; i >= t->o.train_from_layer && !rc; i--) {
-    rc = layer_backward(t, seq, G, refs, i, c, nb, pg, err);
+    /* Every layer reading the heads' feature map has added its share by now. */
+    if (t->ri && i == t->feat) {
+      if (!G[i].started)
+        rc = fr_error_set(err, FR_ERR_INTERNAL, "backward: no gradient reached the heads' feature layer %d", i);
+      else
+        rc = fr_ri_heads_record_bwd2_chunk(t->ri, seq, c * t->chunk, nb, fr_trainer_feature(t, c), G[i].arg, err);
+    }
+    if (!rc)
+      rc = layer_backward(t, seq, G, refs, i, c, nb, pg, err);
     if (rc)
       fr_error_prefix(err, "backward, chunk %d, layer %d (%s)", c, i, t->layers[i].name);
   }
+  /* Feature map frozen: the heads still need their own gradients; dF goes to scratch. */
+  if (!rc && t->ri && t->feat < t->o.train_from_layer)
+    rc = fr_ri_heads_record_bwd2_chunk(t->ri, seq, c * t->chunk, nb, fr_trainer_feature(t, c), whole(&t->dx_tmp), err);
   if (!rc && c > 0) {
     rc = fr_train_record_add(t->tops, seq, t->n_params, whole(&t->grads), whole(&t->grads_tmp), whole(&t->grads),
                              err);

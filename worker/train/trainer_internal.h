@@ -3,6 +3,8 @@
 /* Shared by trainer.c (layout, forward, head, recording), trainer_bwd.c (the backward
  * pass) and trainer_io.c (queries, export, benchmark). */
 #include "faceri/ops.h"
+#include "faceri/ri.h"
+#include "faceri/ri_heads.h"
 #include "faceri/train_ops.h"
 #include "faceri/trainer.h"
 
@@ -47,6 +49,12 @@ struct fr_trainer {
   fr_vk_buffer emb_raw, emb_n, d_emb, d_raw, norms, labels, loss_val, loss_ws;
   fr_vk_buffer slots[TRAINER_MAX_SLOTS]; /* gradients of layer outputs, reused */
   int n_slots;
+  /* The RI heads (NULL without) on the kept output of layer feat. */
+  fr_ri_heads *ri;
+  fr_ri_device *rid;
+  int feat;
+  fr_vk_buffer flags, xi, ri_ws, centre;
+  int32_t *host_labels; /* [max_batch]: labels with the UI rows set to -1 */
   fr_vk_sequence *seq;
   int recorded_batch, recorded_update;
   uint64_t bytes;
@@ -74,5 +82,13 @@ int fr_trainer_record_backward(fr_trainer *t, fr_vk_sequence *seq, int c, int nb
 int fr_trainer_record_repack(fr_trainer *t, fr_vk_sequence *seq, fr_error *err);
 int fr_trainer_setup_optimizer(fr_trainer *t, fr_error *err);
 int fr_trainer_initial_repack(fr_trainer *t, fr_error *err);
+/* Chunk c's rows of the heads' feature map (the kept output of layer feat). */
+fr_vk_arg fr_trainer_feature(const fr_trainer *t, int c);
+/* trainer_ri.c: setup, and the phases recorded between the forward and the backward. */
+int fr_trainer_ri_feature(fr_trainer *t, const fr_model *m, int requested, fr_error *err);
+int fr_trainer_ri_setup(fr_trainer *t, const fr_trainer_options *opts, fr_error *err);
+void fr_trainer_ri_destroy(fr_trainer *t);
+int fr_trainer_ri_upload(fr_trainer *t, const fr_trainer_batch *b, fr_error *err);
+int fr_trainer_ri_record_mid(fr_trainer *t, fr_vk_sequence *seq, int batch, fr_error *err);
 
 #endif

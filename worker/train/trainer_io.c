@@ -35,8 +35,14 @@ int fr_trainer_setup_optimizer(fr_trainer *t, fr_error *err)
   if (g < 0)
     return g;
   size_t nh = (size_t)t->o.classes * t->dim;
-  return fr_optimizer_add_param(t->opt, g, floats_at(&t->params, t->off_head, nh),
-                                floats_at(&t->grads, t->off_head, nh), nh, err);
+  rc = fr_optimizer_add_param(t->opt, g, floats_at(&t->params, t->off_head, nh), floats_at(&t->grads, t->off_head, nh),
+                              nh, err);
+  if (rc || !t->ri)
+    return rc;
+  g = fr_optimizer_add_group(t->opt, &t->o.ri_group, err);
+  if (g < 0)
+    return g;
+  return fr_ri_heads_add_to_optimizer(t->ri, t->opt, g, err);
 }
 
 int fr_trainer_initial_repack(fr_trainer *t, fr_error *err)
@@ -52,30 +58,50 @@ int fr_trainer_initial_repack(fr_trainer *t, fr_error *err)
   return rc;
 }
 
-static int run(fr_trainer *t, const float *images, const int32_t *labels, int batch, float *loss, int update,
-               fr_error *err)
+int fr_trainer_run_batch(fr_trainer *t, const fr_trainer_batch *bt, int update, fr_trainer_losses *out,
+                         fr_error *err)
 {
-  if (!images || !labels || batch < 1 || batch > t->o.max_batch)
+  int batch = bt ? bt->batch : 0;
+  if (out)
+    memset(out, 0, sizeof(*out));
+  if (!bt || !bt->images || !bt->labels || batch < 1 || batch > t->o.max_batch)
     return fr_error_set(err, FR_ERR_INVALID, "training step: batch %d (1..%d) or NULL data", batch, t->o.max_batch);
   uint64_t img = (uint64_t)t->in_h * t->in_w * t->in_c;
   int rc = FR_OK;
   for (int c = 0; c * t->chunk < batch && !rc; c++) {
     int nb = batch - c * t->chunk < t->chunk ? batch - c * t->chunk : t->chunk;
-    rc = fr_vk_buffer_upload(t->ctx, &t->input, (uint64_t)c * t->in_slice, images + (uint64_t)c * t->chunk * img,
+    rc = fr_vk_buffer_upload(t->ctx, &t->input, (uint64_t)c * t->in_slice, bt->images + (uint64_t)c * t->chunk * img,
                              (uint64_t)nb * img * sizeof(float), err);
   }
-  if (!rc)
-    rc = fr_vk_buffer_upload(t->ctx, &t->labels, 0, labels, (uint64_t)batch * sizeof(int32_t), err);
+  if (!rc && t->ri)
+    rc = fr_trainer_ri_upload(t, bt, err);
+  else if (!rc)
+    rc = fr_vk_buffer_upload(t->ctx, &t->labels, 0, bt->labels, (uint64_t)batch * sizeof(int32_t), err);
   if (!rc && (t->recorded_batch != batch || t->recorded_update != update))
     rc = fr_trainer_record(t, batch, update, err);
   if (!rc && update)
     rc = fr_optimizer_begin_step(t->opt, err);
   if (!rc)
     rc = fr_vk_sequence_run(t->seq, err);
-  if (!rc && loss)
-    rc = fr_vk_buffer_download(t->ctx, &t->loss_val, 0, loss, sizeof(float), err);
+  if (!rc && out) {
+    rc = fr_vk_buffer_download(t->ctx, &t->loss_val, 0, &out->arcface, sizeof(float), err);
+    if (!rc && t->ri)
+      rc = fr_ri_heads_read_loss(t->ri, &out->ri, err);
+    out->total = out->arcface + out->ri.total;
+  }
   if (rc)
     fr_error_prefix(err, "training step (batch %d)", batch);
+  return rc;
+}
+
+static int run(fr_trainer *t, const float *images, const int32_t *labels, int batch, float *loss, int update,
+               fr_error *err)
+{
+  fr_trainer_batch b = {images, labels, NULL, batch, 0.0f, 1.0f};
+  fr_trainer_losses l;
+  int rc = fr_trainer_run_batch(t, &b, update, &l, err);
+  if (!rc && loss)
+    *loss = l.total;
   return rc;
 }
 
