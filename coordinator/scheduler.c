@@ -533,7 +533,8 @@ static int heartbeat(coord *c, fr_error *err)
 static void report(coord *c, int final)
 {
   double now = fr_now_seconds();
-  if (!c->o->on_progress || (!final && now < c->next_progress))
+  /* No planner: the run failed before it started (a refused --resume), nothing to report. */
+  if (!c->o->on_progress || !c->planner || (!final && now < c->next_progress))
     return;
   c->next_progress = now + 0.2;
   fr_coordinator_progress p = {.items_done = c->sum->items,
