@@ -102,9 +102,10 @@ void fr_coordinator_print_json(FILE *out, const char *command, const char *outpu
           !status_ok ? "error" : s->complete ? "complete" : "interrupted", (long long)s->items, (long long)s->ok,
           (long long)s->failed, (long long)s->skipped, (long long)s->resumed);
   fprintf(out, "\"shards\":%lld,\"shards_failed\":%lld,\"leases_lost\":%lld,\"messages_dropped\":%lld,"
-          "\"input_errors\":%d,\"refused_workers\":%d,\"seconds\":%.3f,\"items_per_s\":%.2f,\"workers\":[",
+          "\"input_errors\":%d,\"refused_workers\":%d,\"seconds\":%.3f,\"first_ready_s\":%.3f,"
+          "\"items_per_s\":%.2f,\"workers\":[",
           (long long)s->shards_committed, (long long)s->shards_failed, (long long)s->leases_lost,
-          (long long)s->messages_dropped, s->input_errors, s->refused_workers, s->seconds,
+          (long long)s->messages_dropped, s->input_errors, s->refused_workers, s->seconds, s->first_ready_seconds,
           s->seconds > 0 ? (double)s->items / s->seconds : 0.0);
   for (int i = 0; i < s->n_workers; i++) {
     const fr_coordinator_worker_share *w = &s->workers[i];

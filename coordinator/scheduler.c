@@ -355,6 +355,8 @@ static int on_ready(coord *c, const uint8_t *id, size_t id_len, const fr_msg_rea
   w->outstanding = 0;
   w->alive = 1;
   w->last_seen = fr_now_seconds();
+  if (c->sum->first_ready_seconds == 0)
+    c->sum->first_ready_seconds = w->last_seen - c->t0;
   fr_info("coordinator: worker %s (%s) ready, credit %u", w->name, w->device, w->credit);
   return FR_OK;
 }
