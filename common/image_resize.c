@@ -107,28 +107,46 @@ static uint8_t pil_clip8(int32_t acc)
   return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
-/* One separable pass: `horizontal` convolves along x, else along y. */
-static void pil_pass(const uint8_t *src, int sw, uint8_t *dst, int dw, int dh, const pil_taps *t, int horizontal)
+/* The two separable passes. Integer sums are exact in any order, so these
+ * loops (shaped for the compiler: taps contiguous along x, whole rows along y)
+ * give Pillow's bytes exactly; they cut the resize's CPU time, which on a
+ * CPU-only Vulkan device is taken straight from the network. */
+static void pil_pass_x(const uint8_t *src, int sw, uint8_t *dst, int dw, int h, const pil_taps *t)
+{
+  for (int y = 0; y < h; y++) {
+    const uint8_t *row = src + (size_t)y * sw * 3;
+    uint8_t *q = dst + (size_t)y * dw * 3;
+    for (int x = 0; x < dw; x++) {
+      const int32_t *w = t->weight + (size_t)x * t->ksize;
+      const uint8_t *p = row + (size_t)t->first[x] * 3;
+      int32_t a0 = 1 << (PIL_PRECISION_BITS - 1), a1 = a0, a2 = a0;
+      for (int i = 0, n = t->count[x]; i < n; i++, p += 3) {
+        a0 += p[0] * w[i];
+        a1 += p[1] * w[i];
+        a2 += p[2] * w[i];
+      }
+      q[3 * x] = pil_clip8(a0);
+      q[3 * x + 1] = pil_clip8(a1);
+      q[3 * x + 2] = pil_clip8(a2);
+    }
+  }
+}
+
+static void pil_pass_y(const uint8_t *src, int w3, uint8_t *dst, int dh, const pil_taps *t, int32_t *acc)
 {
   for (int y = 0; y < dh; y++) {
-    for (int x = 0; x < dw; x++) {
-      int o = horizontal ? x : y;
-      const int32_t *w = t->weight + (size_t)o * t->ksize;
-      int32_t acc[3] = {1 << (PIL_PRECISION_BITS - 1), 1 << (PIL_PRECISION_BITS - 1),
-                        1 << (PIL_PRECISION_BITS - 1)};
-      for (int i = 0; i < t->count[o]; i++) {
-        int sx = horizontal ? t->first[o] + i : x;
-        int sy = horizontal ? y : t->first[o] + i;
-        const uint8_t *p = src + ((size_t)sy * sw + sx) * 3;
-        acc[0] += p[0] * w[i];
-        acc[1] += p[1] * w[i];
-        acc[2] += p[2] * w[i];
-      }
-      uint8_t *q = dst + ((size_t)y * dw + x) * 3;
-      q[0] = pil_clip8(acc[0]);
-      q[1] = pil_clip8(acc[1]);
-      q[2] = pil_clip8(acc[2]);
+    for (int j = 0; j < w3; j++)
+      acc[j] = 1 << (PIL_PRECISION_BITS - 1);
+    const int32_t *w = t->weight + (size_t)y * t->ksize;
+    for (int i = 0, n = t->count[y]; i < n; i++) {
+      const uint8_t *row = src + (size_t)(t->first[y] + i) * w3;
+      int32_t wi = w[i];
+      for (int j = 0; j < w3; j++)
+        acc[j] += row[j] * wi;
     }
+    uint8_t *q = dst + (size_t)y * w3;
+    for (int j = 0; j < w3; j++)
+      q[j] = pil_clip8(acc[j]);
   }
 }
 
@@ -145,13 +163,16 @@ static int resize_pil(const fr_image *in, int out_w, int out_h, fr_image *out, f
                         in->height, out_w, out_h);
   }
   /* Horizontal first, rounding to uint8 in between, exactly as Pillow. */
-  int rc = fr_image_alloc(out_w, in->height, &mid, err);
+  int32_t *acc = malloc(sizeof(int32_t) * (size_t)out_w * 3);
+  int rc = acc ? fr_image_alloc(out_w, in->height, &mid, err)
+               : fr_error_set(err, FR_ERR_NOMEM, "resize to %dx%d: cannot allocate a row", out_w, out_h);
   if (!rc)
     rc = fr_image_alloc(out_w, out_h, out, err);
   if (!rc) {
-    pil_pass(in->pixels, in->width, mid.pixels, out_w, in->height, &tx, 1);
-    pil_pass(mid.pixels, out_w, out->pixels, out_w, out_h, &ty, 0);
+    pil_pass_x(in->pixels, in->width, mid.pixels, out_w, in->height, &tx);
+    pil_pass_y(mid.pixels, out_w * 3, out->pixels, out_h, &ty, acc);
   }
+  free(acc);
   fr_image_free(&mid);
   pil_taps_free(&tx);
   pil_taps_free(&ty);

@@ -10,6 +10,7 @@
 #include "faceri/commands.h"
 #include "faceri/engine.h"
 #include "faceri/preprocess.h"
+#include "faceri/input_list.h"
 #include "faceri/input_source.h"
 #include "faceri/labels.h"
 #include "faceri/log.h"
@@ -25,6 +26,9 @@ static const char usage[] =
     "JPEG, PNG, PGM/PPM) and writes /embedding [N,D] (L2-normalised), /norm, /key,\n"
     "/label, /status, /error, /width, /height to OUT.h5 (docs/FORMAT.md).\n"
     "A bad image is recorded as failed and the run goes on; non-images are skipped.\n"
+    "INPUT: a file, folder or archive; @LIST (a text file of paths, one per line);\n"
+    "a glob (\"shards/*.tar\") or a brace range (\"shard-{000..099}.tar\"), expanded by\n"
+    "faceri in a fixed order.\n"
     "\n"
     "options:\n"
     "  -o, --output FILE      results file (required)\n"
@@ -382,8 +386,11 @@ int fr_cmd_embed(int argc, char **argv)
     if (!job.input || !job.embeddings || !job.norms)
       rc = fr_error_set(&err, FR_ERR_NOMEM, "out of memory for a batch of %d images", job.batch);
   }
-  char **inputs = raw ? (char **)&raw : argv + optind;
-  int n_inputs = raw ? 1 : argc - optind;
+  fr_input_list expanded = {0};
+  if (!rc && !raw)
+    rc = fr_input_list_expand((const char *const *)(argv + optind), argc - optind, &expanded, &err);
+  char **inputs = raw ? (char **)&raw : expanded.paths;
+  int n_inputs = raw ? 1 : expanded.n;
   fr_input_fingerprint *prints = calloc((size_t)n_inputs, sizeof(*prints));
   if (!rc && !prints)
     rc = fr_error_set(&err, FR_ERR_NOMEM, "out of memory");
@@ -394,14 +401,17 @@ int fr_cmd_embed(int argc, char **argv)
     fr_results_meta meta = {.command_line = fr_command_line(), .model_path = model_path,
                             .model_sha256 = job.model.file_sha256, .architecture = job.model.architecture,
                             .device = job.device, .embedding_size = job.model.embedding_size,
-                            .n_inputs = n_inputs, .inputs = prints};
+                            .n_inputs = n_inputs, .inputs = prints,
+                            .labels_csv = fr_labeler_csv_path(job.labeler),
+                            .labels_csv_sha256 = fr_labeler_csv_sha256(job.labeler),
+                            .label_regex = fr_labeler_regex(job.labeler)};
     rc = resume ? fr_results_open_resume(output, &meta, &job.results, &err)
                 : fr_results_create(output, &meta, &job.results, &err);
     job.batch_start = fr_now_seconds();
   }
   free(prints);
   if (!rc)
-    rc = raw ? embed_raw(&job, raw, shape, &err) : embed_inputs(&job, argv + optind, argc - optind, !json, &err);
+    rc = raw ? embed_raw(&job, raw, shape, &err) : embed_inputs(&job, inputs, n_inputs, !json, &err);
   int close_rc = FR_OK;
   fr_error close_err = {0};
   if (job.results)
@@ -432,6 +442,7 @@ int fr_cmd_embed(int argc, char **argv)
   fr_vk_context_destroy(ctx);
   fr_model_free(&job.model);
   fr_labeler_destroy(job.labeler);
+  fr_input_list_free(&expanded);
   if (rc || close_rc)
     return FR_EXIT_ERROR;
   return job.n_failed ? FR_EXIT_PARTIAL : FR_EXIT_OK;

@@ -11,6 +11,7 @@
 
 #include "faceri/cli_util.h"
 #include "faceri/commands.h"
+#include "faceri/input_list.h"
 #include "faceri/labels.h"
 #include "faceri/log.h"
 #include "faceri/model.h"
@@ -24,6 +25,9 @@ static const char coordinate_usage[] =
     "The head node of a fleet: streams the inputs (image files, folders, archives) into\n"
     "shards, leases them to `faceri worker --connect ENDPOINT` processes, and writes every\n"
     "item's row to OUT.h5 (docs/FORMAT.md). Lost workers' shards are re-queued.\n"
+    "INPUT: a file, folder or archive; @LIST (a text file of paths, one per line);\n"
+    "a glob (\"shards/*.tar\") or a brace range (\"shard-{000..099}.tar\"), expanded by\n"
+    "faceri in a fixed order.\n"
     "\n"
     "options:\n"
     "      --bind ENDPOINT    ZeroMQ endpoint to listen on, e.g. tcp://*:5555 (required)\n"
@@ -46,6 +50,9 @@ static const char run_usage[] =
     "Embeds every image in the inputs with in-process workers (one per Vulkan device\n"
     "unless --workers is given) and writes OUT.h5 (docs/FORMAT.md). Same coordinator as\n"
     "`faceri coordinate`, over inproc://.\n"
+    "INPUT: a file, folder or archive; @LIST (a text file of paths, one per line);\n"
+    "a glob (\"shards/*.tar\") or a brace range (\"shard-{000..099}.tar\"), expanded by\n"
+    "faceri in a fixed order.\n"
     "\n"
     "options:\n"
     "  -o, --output FILE      results file (required)\n"
@@ -95,9 +102,10 @@ void fr_coordinator_print_json(FILE *out, const char *command, const char *outpu
           !status_ok ? "error" : s->complete ? "complete" : "interrupted", (long long)s->items, (long long)s->ok,
           (long long)s->failed, (long long)s->skipped, (long long)s->resumed);
   fprintf(out, "\"shards\":%lld,\"shards_failed\":%lld,\"leases_lost\":%lld,\"messages_dropped\":%lld,"
-          "\"input_errors\":%d,\"refused_workers\":%d,\"seconds\":%.3f,\"items_per_s\":%.2f,\"workers\":[",
+          "\"input_errors\":%d,\"refused_workers\":%d,\"seconds\":%.3f,\"first_ready_s\":%.3f,"
+          "\"items_per_s\":%.2f,\"workers\":[",
           (long long)s->shards_committed, (long long)s->shards_failed, (long long)s->leases_lost,
-          (long long)s->messages_dropped, s->input_errors, s->refused_workers, s->seconds,
+          (long long)s->messages_dropped, s->input_errors, s->refused_workers, s->seconds, s->first_ready_seconds,
           s->seconds > 0 ? (double)s->items / s->seconds : 0.0);
   for (int i = 0; i < s->n_workers; i++) {
     const fr_coordinator_worker_share *w = &s->workers[i];
@@ -149,6 +157,7 @@ typedef struct common_args {
   const char *device;
   int has_crop;
   long crop[4];
+  fr_input_list inputs; /* INPUT... expanded (@lists, brace ranges, globs) */
 } common_args;
 
 enum { OPT_BIND = 256, OPT_SHARD, OPT_RESUME, OPT_HB, OPT_LIVE, OPT_ATTEMPTS, OPT_JSON, OPT_LABELS, OPT_LABEL_RE,
@@ -238,6 +247,17 @@ static int parse_args(int argc, char **argv, int is_run, common_args *a, int *he
   return FR_OK;
 }
 
+/* INPUT... -> paths (fr_input_list_expand); an error is a failed run (exit 1), as a missing input is. */
+static int expand_inputs(common_args *a, fr_error *err)
+{
+  int rc = fr_input_list_expand(a->co.inputs, a->co.n_inputs, &a->inputs, err);
+  if (rc)
+    return rc;
+  a->co.inputs = (const char *const *)a->inputs.paths;
+  a->co.n_inputs = a->inputs.n;
+  return FR_OK;
+}
+
 /* Reads the model's identity only: workers load and run it, the coordinator never touches a device. */
 static int model_identity(common_args *a, fr_model *m, fr_error *err)
 {
@@ -286,6 +306,7 @@ static int finish(const char *command, common_args *a, int rc, fr_error *err, fr
   fr_coordinator_summary_free(sum);
   fr_labeler_destroy(a->co.labeler);
   a->co.labeler = NULL;
+  fr_input_list_free(&a->inputs);
   return code;
 }
 
@@ -317,7 +338,9 @@ int fr_cmd_coordinate(int argc, char **argv)
     return lcode;
   fr_model model = {0};
   fr_coordinator_summary sum = {0};
-  int rc = model_identity(&a, &model, &err);
+  int rc = expand_inputs(&a, &err);
+  if (!rc)
+    rc = model_identity(&a, &model, &err);
   progress_view view = {.what = "coordinate", .tty = isatty(fileno(stderr))};
   if (!a.json) {
     a.co.on_progress = show_progress;
@@ -400,7 +423,9 @@ int fr_cmd_run(int argc, char **argv)
     return lcode;
   fr_model model = {0};
   fr_coordinator_summary sum = {0};
-  int rc = model_identity(&a, &model, &err);
+  int rc = expand_inputs(&a, &err);
+  if (!rc)
+    rc = model_identity(&a, &model, &err);
   int n_workers = a.workers > 0 ? (int)a.workers : default_worker_count();
   char endpoint[64];
   snprintf(endpoint, sizeof(endpoint), "inproc://faceri-run-%ld", (long)getpid());

@@ -200,7 +200,10 @@ static int open_archive(fr_input_source *src, const char *path, fr_error *err)
   return 1;
 }
 
-static int archive_failed(fr_input_source *src, const char *member, fr_error *err)
+/* The archive failed part-way: the damage becomes one failed item (the member
+ * being read, or the archive itself when it broke between members) and the
+ * rest of the archive is skipped. Takes over `key`. */
+static int archive_damaged(fr_input_source *src, fr_input_item *item, char *key, const char *member)
 {
   char what[600];
   if (member)
@@ -209,36 +212,53 @@ static int archive_failed(fr_input_source *src, const char *member, fr_error *er
     snprintf(what, sizeof(what), "after member '%s'", src->last_member);
   else
     snprintf(what, sizeof(what), "first member");
-  fr_error_set(err, FR_ERR_FORMAT, "%s: %s: %s", src->archive_path, what,
-               archive_error_string(src->archive) ? archive_error_string(src->archive) : "read error");
+  const char *why = archive_error_string(src->archive);
+  snprintf(src->error, sizeof(src->error), "%s: %s: %s; the rest of the archive is skipped", src->archive_path,
+           what, why ? why : "read error");
+  char *label_path = member ? dup_string(member) : NULL;
   close_archive(src);
-  return -1;
+  emit(src, item, key, label_path ? label_path : "", 0, FR_ERR_FORMAT);
+  free(label_path);
+  item->input_failed = 1;
+  return 1;
+}
+
+/* The key of a damage item outside any member: the archive path itself. */
+static int archive_damaged_between(fr_input_source *src, fr_input_item *item, fr_error *err)
+{
+  char *key = dup_string(src->archive_path);
+  if (!key) {
+    close_archive(src);
+    return fr_error_set(err, FR_ERR_NOMEM, "out of memory reporting a damaged archive"), -1;
+  }
+  return archive_damaged(src, item, key, NULL);
 }
 
 /* Reads the current member's data into buf: FR_OK, or FR_ERR_UNSUPPORTED
- * when it is over the cap (data skipped), or -1 when the archive failed. */
+ * when it is over the cap (data skipped), FR_ERR_NOMEM with err set, or -1
+ * when the archive failed (the caller reports the damage). */
 static int read_member(fr_input_source *src, const char *member, la_int64_t declared, size_t *size, fr_error *err)
 {
   *size = 0;
   if (declared >= 0 && (uint64_t)declared > src->max_member) {
     if (archive_read_data_skip(src->archive) != ARCHIVE_OK)
-      return archive_failed(src, member, err);
+      return -1;
     return FR_ERR_UNSUPPORTED;
   }
   size_t want = declared >= 0 ? (size_t)declared + 1 : 1 << 16;
   for (;;) {
     if (ensure_buf(src, want, member, err))
-      return -1;
+      return FR_ERR_NOMEM;
     size_t room = src->buf_cap - *size;
     la_ssize_t got = archive_read_data(src->archive, src->buf + *size, room);
     if (got < 0)
-      return archive_failed(src, member, err);
+      return -1;
     if (got == 0)
       return FR_OK;
     *size += (size_t)got;
     if (*size > src->max_member) {
       if (archive_read_data_skip(src->archive) != ARCHIVE_OK)
-        return archive_failed(src, member, err);
+        return -1;
       return FR_ERR_UNSUPPORTED;
     }
     if (*size == src->buf_cap)
@@ -258,7 +278,7 @@ static int next_member(fr_input_source *src, fr_input_item *item, fr_error *err)
     if (r == ARCHIVE_WARN)
       fr_debug("%s: %s", src->archive_path, archive_error_string(src->archive));
     else if (r != ARCHIVE_OK)
-      return archive_failed(src, NULL, err);
+      return archive_damaged_between(src, item, err);
     const char *name = archive_entry_pathname(e);
     if (!name)
       name = archive_entry_pathname_utf8(e);
@@ -278,7 +298,9 @@ static int next_member(fr_input_source *src, fr_input_item *item, fr_error *err)
     size_t size;
     la_int64_t declared = archive_entry_size_is_set(e) ? archive_entry_size(e) : -1;
     r = read_member(src, member, declared, &size, err);
-    if (r < 0) {
+    if (r < 0)
+      return archive_damaged(src, item, key, member);
+    if (r == FR_ERR_NOMEM) {
       free(key);
       return -1;
     }
@@ -500,13 +522,38 @@ static int next_dir_entry(fr_input_source *src, fr_input_item *item, fr_error *e
 
 /* ---------------------------------------------------------------- inputs */
 
+static int copy_error(fr_error *err, const fr_error *why)
+{
+  if (err)
+    *err = *why;
+  return -1;
+}
+
+/* An input given by the caller failed as a whole (vanished since open, not
+ * readable, a broken archive header): one failed item keyed by its path, so
+ * the run records it and goes on with the next input. */
+static int input_damaged(fr_input_source *src, fr_input_item *item, const char *path, const fr_error *why,
+                         fr_error *err)
+{
+  char *key = dup_string(path);
+  if (!key)
+    return fr_error_set(err, FR_ERR_NOMEM, "%s: out of memory", path), -1;
+  snprintf(src->error, sizeof(src->error), "%s", why->message);
+  emit(src, item, key, "", 0, why->code ? why->code : FR_ERR_IO);
+  item->input_failed = 1;
+  return 1;
+}
+
 static int start_input(fr_input_source *src, fr_input_item *item, fr_error *err)
 {
   src->current_input = src->next_path++;
   const char *path = src->paths[src->current_input];
+  fr_error why = {0};
   struct stat st;
-  if (stat(path, &st) != 0)
-    return fr_error_set(err, errno == ENOENT ? FR_ERR_NOT_FOUND : FR_ERR_IO, "%s: %s", path, strerror(errno)), -1;
+  if (stat(path, &st) != 0) {
+    fr_error_set(&why, errno == ENOENT ? FR_ERR_NOT_FOUND : FR_ERR_IO, "%s: %s", path, strerror(errno));
+    return input_damaged(src, item, path, &why, err);
+  }
   char *copy = dup_string(path);
   if (!copy)
     return fr_error_set(err, FR_ERR_NOMEM, "%s: out of memory", path), -1;
@@ -514,13 +561,20 @@ static int start_input(fr_input_source *src, fr_input_item *item, fr_error *err)
     size_t n = strlen(copy);
     while (n > 1 && copy[n - 1] == '/') /* "faces/" and "faces" give the same keys */
       copy[--n] = '\0';
-    return push_frame(src, copy, &st, err) ? -1 : 0;
+    int rc = push_frame(src, copy, &st, &why);
+    if (rc == FR_ERR_NOMEM)
+      return copy_error(err, &why);
+    return rc ? input_damaged(src, item, path, &why, err) : 0;
   }
   if (!S_ISREG(st.st_mode)) {
     free(copy);
-    return fr_error_set(err, FR_ERR_UNSUPPORTED, "%s: not a file, folder or archive", path), -1;
+    fr_error_set(&why, FR_ERR_UNSUPPORTED, "%s: not a file, folder or archive", path);
+    return input_damaged(src, item, path, &why, err);
   }
-  return handle_file(src, copy, st.st_size, 1, item, err);
+  int rc = handle_file(src, copy, st.st_size, 1, item, &why);
+  if (rc < 0 && why.code == FR_ERR_NOMEM)
+    return copy_error(err, &why);
+  return rc < 0 ? input_damaged(src, item, path, &why, err) : rc;
 }
 
 int fr_input_source_open(const char *const *paths, int n, fr_input_source **out, fr_error *err)

@@ -2,6 +2,7 @@
  * The CSV is read once into a hash table (a nightly audit's label file may
  * name millions of keys: one lookup per item must stay cheap). */
 #include <errno.h>
+#include <openssl/evp.h>
 #include <regex.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,6 +24,8 @@ struct fr_labeler {
   regex_t re;
   char *match;       /* the last regex capture */
   size_t match_cap;
+  char *csv_path, *regex; /* as given, for the results file */
+  char csv_sha256[65];
 };
 
 static uint64_t hash_key(const char *s)
@@ -213,6 +216,32 @@ static int add_entry(fr_labeler *l, const csv_reader *r, long line, fr_error *er
   return FR_OK;
 }
 
+/* SHA-256 of the bytes just parsed, so --resume can tell a changed label file. */
+static int hash_file(FILE *f, const char *path, char hex[65], fr_error *err)
+{
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+    EVP_MD_CTX_free(md);
+    return fr_error_set(err, FR_ERR_INTERNAL, "--labels %s: SHA-256 unavailable", path);
+  }
+  unsigned char buf[1 << 14];
+  size_t n;
+  rewind(f);
+  while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+    EVP_DigestUpdate(md, buf, n);
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned len = 0;
+  int rc = FR_OK;
+  if (ferror(f))
+    rc = fr_error_set(err, FR_ERR_IO, "--labels %s: read error", path);
+  else if (EVP_DigestFinal_ex(md, digest, &len) != 1 || len != 32)
+    rc = fr_error_set(err, FR_ERR_INTERNAL, "--labels %s: SHA-256 failed", path);
+  for (unsigned i = 0; i < 32 && !rc; i++)
+    snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+  EVP_MD_CTX_free(md);
+  return rc;
+}
+
 static int read_csv(fr_labeler *l, const char *path, fr_error *err)
 {
   csv_reader r = {.path = path, .line = 1};
@@ -247,6 +276,8 @@ static int read_csv(fr_labeler *l, const char *path, fr_error *err)
     if ((rc = add_entry(l, &r, line, err)))
       break;
   }
+  if (!rc)
+    rc = hash_file(r.f, path, l->csv_sha256, err);
   fclose(r.f);
   free(r.field[0].s);
   free(r.field[1].s);
@@ -279,6 +310,12 @@ int fr_labeler_create(const char *csv_path, const char *regex, fr_labeler **out,
                           "\"/([^/]+)/[^/]+$\"",
                           regex);
     }
+  }
+  l->csv_path = strdup(csv_path ? csv_path : "");
+  l->regex = strdup(regex ? regex : "");
+  if (!l->csv_path || !l->regex) {
+    fr_labeler_destroy(l);
+    return fr_error_set(err, FR_ERR_NOMEM, "out of memory for labels");
   }
   if (csv_path) {
     int rc = read_csv(l, csv_path, err);
@@ -322,6 +359,10 @@ const char *fr_labeler_apply(fr_labeler *l, const char *key, const char *folder_
 
 size_t fr_labeler_csv_keys(const fr_labeler *l) { return l ? l->count : 0; }
 
+const char *fr_labeler_csv_path(const fr_labeler *l) { return l && l->csv_path ? l->csv_path : ""; }
+const char *fr_labeler_csv_sha256(const fr_labeler *l) { return l ? l->csv_sha256 : ""; }
+const char *fr_labeler_regex(const fr_labeler *l) { return l && l->regex ? l->regex : ""; }
+
 void fr_labeler_destroy(fr_labeler *l)
 {
   if (!l)
@@ -334,5 +375,7 @@ void fr_labeler_destroy(fr_labeler *l)
   if (l->has_regex)
     regfree(&l->re);
   free(l->match);
+  free(l->csv_path);
+  free(l->regex);
   free(l);
 }

@@ -220,6 +220,8 @@ static int init(fr_results_file *rf, const char *path, int dim)
   return rf->bytes_type < 0 || rf->utf8_type < 0 || fr_label_map_init(&rf->labels) ? -1 : 0;
 }
 
+static const char *or_empty(const char *s) { return s ? s : ""; }
+
 static int write_root_attrs(hid_t f, const fr_results_meta *meta)
 {
   char now[32];
@@ -232,8 +234,11 @@ static int write_root_attrs(hid_t f, const fr_results_meta *meta)
          fr_h5_set_string_attr(f, "model_sha256", meta->model_sha256) ||
          fr_h5_set_string_attr(f, "model_architecture", meta->architecture) ||
          fr_h5_set_string_attr(f, "device", meta->device) ||
-         fr_h5_set_int_attr(f, "embedding_size", meta->embedding_size) || fr_h5_set_string_attr(f, "start_time", now) ||
-         fr_h5_set_string_attr(f, "state", "running");
+         fr_h5_set_int_attr(f, "embedding_size", meta->embedding_size) ||
+         fr_h5_set_string_attr(f, "labels_csv", or_empty(meta->labels_csv)) ||
+         fr_h5_set_string_attr(f, "labels_csv_sha256", or_empty(meta->labels_csv_sha256)) ||
+         fr_h5_set_string_attr(f, "label_regex", or_empty(meta->label_regex)) ||
+         fr_h5_set_string_attr(f, "start_time", now) || fr_h5_set_string_attr(f, "state", "running");
 }
 
 int fr_results_create(const char *path, const fr_results_meta *meta, fr_results_file **out, fr_error *err)
@@ -291,6 +296,32 @@ static int check_inputs(fr_results_file *rf, const fr_results_meta *meta, fr_err
   free(sizes);
   free(mtimes);
   return rc;
+}
+
+/* Labels decide /items/label: rows from the interrupted run and from this one
+ * must come from the same CSV content and regex. A file without the attributes
+ * (written before they existed) counts as "no label options". */
+static int check_labels(fr_results_file *rf, const fr_results_meta *meta, fr_error *err)
+{
+  char was_sha[80] = "", was_re[4096] = "", was_csv[1100] = "";
+  fr_h5_get_string_attr(rf->file, "labels_csv_sha256", was_sha, sizeof(was_sha));
+  fr_h5_get_string_attr(rf->file, "label_regex", was_re, sizeof(was_re));
+  fr_h5_get_string_attr(rf->file, "labels_csv", was_csv, sizeof(was_csv));
+  const char *sha = or_empty(meta->labels_csv_sha256), *re = or_empty(meta->label_regex);
+  if (strcmp(was_sha, sha) != 0) {
+    if (!*was_sha)
+      return fr_error_set(err, FR_ERR_INVALID, "%s: the interrupted run had no --labels, this one has --labels %s: "
+                          "not resumable", rf->path, or_empty(meta->labels_csv));
+    if (!*sha)
+      return fr_error_set(err, FR_ERR_INVALID, "%s: the interrupted run used --labels %s, this one has none: "
+                          "not resumable", rf->path, was_csv);
+    return fr_error_set(err, FR_ERR_INVALID, "%s: --labels %s differs from the interrupted run's %s (SHA-256 %.12s... "
+                        "vs %.12s...): not resumable", rf->path, or_empty(meta->labels_csv), was_csv, sha, was_sha);
+  }
+  if (strcmp(was_re, re) != 0)
+    return fr_error_set(err, FR_ERR_INVALID, "%s: --label-regex \"%.200s\" differs from the interrupted run's \"%.200s\": "
+                        "not resumable", rf->path, re, was_re);
+  return FR_OK;
 }
 
 static int load_state(fr_results_file *rf, fr_error *err)
@@ -357,6 +388,8 @@ int fr_results_open_resume(const char *path, const fr_results_meta *meta, fr_res
     goto fail;
   }
   rc = check_inputs(rf, meta, err);
+  if (!rc)
+    rc = check_labels(rf, meta, err);
   if (!rc)
     rc = load_state(rf, err);
   if (!rc && (fr_h5_set_string_attr(rf->file, "state", "running") ||

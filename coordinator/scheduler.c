@@ -355,6 +355,8 @@ static int on_ready(coord *c, const uint8_t *id, size_t id_len, const fr_msg_rea
   w->outstanding = 0;
   w->alive = 1;
   w->last_seen = fr_now_seconds();
+  if (c->sum->first_ready_seconds == 0)
+    c->sum->first_ready_seconds = w->last_seen - c->t0;
   fr_info("coordinator: worker %s (%s) ready, credit %u", w->name, w->device, w->credit);
   return FR_OK;
 }
@@ -533,7 +535,8 @@ static int heartbeat(coord *c, fr_error *err)
 static void report(coord *c, int final)
 {
   double now = fr_now_seconds();
-  if (!c->o->on_progress || (!final && now < c->next_progress))
+  /* No planner: the run failed before it started (a refused --resume), nothing to report. */
+  if (!c->o->on_progress || !c->planner || (!final && now < c->next_progress))
     return;
   c->next_progress = now + 0.2;
   fr_coordinator_progress p = {.items_done = c->sum->items,

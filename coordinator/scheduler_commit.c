@@ -41,7 +41,10 @@ int sched_writer_open(const fr_coordinator_options *o, sched_writer **out, fr_er
                             .device = "distributed (see /shards/device)",
                             .embedding_size = o->embedding_size,
                             .n_inputs = o->n_inputs,
-                            .inputs = prints};
+                            .inputs = prints,
+                            .labels_csv = fr_labeler_csv_path(o->labeler),
+                            .labels_csv_sha256 = fr_labeler_csv_sha256(o->labeler),
+                            .label_regex = fr_labeler_regex(o->labeler)};
     rc = o->resume ? fr_results_open_resume(o->output, &meta, &w->rf, err)
                    : fr_results_create(o->output, &meta, &w->rf, err);
   }

@@ -48,7 +48,8 @@ int sched_planner_open(const char *const *inputs, int n, int shard_size, size_t 
                        fr_labeler *labeler, sched_is_committed_fn committed, void *ctx, sched_planner **out,
                        fr_error *err);
 /* 1 with *out a new shard, 0 when the inputs are exhausted, -1 on a fatal error
- * (out of memory). An input failing part-way is logged, counted, and skipped. */
+ * (out of memory). An input failing part-way is logged, counted, and becomes a
+ * failed row (fr_input_item.input_failed). */
 int sched_planner_next(sched_planner *p, sched_shard **out, fr_error *err);
 int64_t sched_planner_items_seen(const sched_planner *p);
 int64_t sched_planner_items_resumed(const sched_planner *p);

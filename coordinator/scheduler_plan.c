@@ -22,7 +22,6 @@ struct sched_planner {
   int input_errors;
   char first_error[1024];
   int exhausted;
-  int n_inputs;
 };
 
 void sched_shard_free(sched_shard *s)
@@ -56,7 +55,6 @@ int sched_planner_open(const char *const *inputs, int n, int shard_size, size_t 
   if (max_item_bytes > 0)
     fr_input_source_set_max_member_bytes(p->src, max_item_bytes);
   p->shard_size = shard_size;
-  p->n_inputs = n;
   p->labeler = labeler;
   p->committed = committed;
   p->ctx = ctx;
@@ -134,19 +132,20 @@ int sched_planner_next(sched_planner *p, sched_shard **out, fr_error *err)
     fr_error in_err = {0};
     int got = fr_input_source_next(p->src, &item, &in_err);
     if (got < 0) {
-      /* A damaged input: items before the damage stand; the next input follows. */
-      if (p->input_errors++ == 0)
-        snprintf(p->first_error, sizeof(p->first_error), "%s", in_err.message);
-      fr_warn("input failed part-way, going on with the next one: %s", in_err.message);
-      if (p->input_errors > p->n_inputs) { /* each input fails at most once: never loop on a broken source */
-        p->exhausted = 1;
-        break;
-      }
-      continue;
+      sched_shard_free(s);
+      if (err)
+        *err = in_err;
+      return -1;
     }
     if (got == 0) {
       p->exhausted = 1;
       break;
+    }
+    if (item.input_failed) {
+      /* A damaged input: items before the damage stand, the damage is a failed row, the next input follows. */
+      if (p->input_errors++ == 0)
+        snprintf(p->first_error, sizeof(p->first_error), "%s", item.error);
+      fr_warn("input failed part-way, going on with the next one: %s", item.error);
     }
     int64_t index = p->next_index++;
     if (p->committed && p->committed(p->ctx, index)) {

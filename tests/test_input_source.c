@@ -3,6 +3,7 @@
  * paths, truncated archives, oversized members, symlink loops. Ends with the
  * real ORL archive when ../shared/data is there. */
 #include "faceri/image.h"
+#include "faceri/input_list.h"
 #include "faceri/input_source.h"
 #include "test_util.h"
 
@@ -258,7 +259,7 @@ static void test_missing_path(void)
 }
 
 /* A tar.gz cut in the middle: the members before the cut are delivered, then
- * an error naming the archive and the member; the next input still runs. */
+ * one failed item naming the archive and the member; the next input still runs. */
 static void test_truncated_archive(void)
 {
   char path[512], after[512], data[20000];
@@ -297,18 +298,25 @@ static void test_truncated_archive(void)
   CU_ASSERT_EQUAL_FATAL(fr_input_source_open(paths, 2, &src, &err), 0);
   fr_input_item it;
   int delivered = 0, r;
-  while ((r = fr_input_source_next(src, &it, &err)) == 1) {
+  while ((r = fr_input_source_next(src, &it, &err)) == 1 && !it.input_failed) {
+    CU_ASSERT_EQUAL(it.status, FR_OK);
     CU_ASSERT_EQUAL(it.size, sizeof(data));
     delivered++;
   }
-  CU_ASSERT_EQUAL(r, -1);
+  /* The damage is one failed item naming the archive, the member and the cause. */
+  CU_ASSERT_EQUAL_FATAL(r, 1);
   CU_ASSERT(delivered >= 1 && delivered < 8);
-  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, path));
-  char member[64];
+  CU_ASSERT_EQUAL(it.status, FR_ERR_FORMAT);
+  CU_ASSERT_PTR_NULL(it.bytes);
+  CU_ASSERT_EQUAL(it.input_index, 0);
+  char member[64], key[600];
   snprintf(member, sizeof(member), "member 'p/id%d/%d.bin'", delivered, delivered);
-  if (!strstr(err.message, member))
-    printf("\n  error was: %s", err.message);
-  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, member));
+  snprintf(key, sizeof(key), "%s:p/id%d/%d.bin", path, delivered, delivered);
+  if (!strstr(it.error, member))
+    printf("\n  error was: %s", it.error);
+  CU_ASSERT_PTR_NOT_NULL(strstr(it.error, path));
+  CU_ASSERT_PTR_NOT_NULL(strstr(it.error, member));
+  CU_ASSERT_STRING_EQUAL(it.key, key);
   CU_ASSERT_EQUAL(fr_input_source_next(src, &it, &err), 1);
   CU_ASSERT_STRING_EQUAL(it.key, after);
   CU_ASSERT_EQUAL(it.input_index, 1);
@@ -444,6 +452,122 @@ static void test_orl_archive(void)
   fr_input_source_close(src);
 }
 
+/* ---- INPUT expansion (fr_input_list_expand) ---- */
+
+static void expect_list(const char *const *args, int n, const char *const *want, int n_want)
+{
+  fr_input_list l;
+  fr_error err = {0};
+  int rc = fr_input_list_expand(args, n, &l, &err);
+  if (rc)
+    printf("\n  %s", err.message);
+  CU_ASSERT_EQUAL_FATAL(rc, 0);
+  CU_ASSERT_EQUAL(l.n, n_want);
+  for (int i = 0; i < l.n && i < n_want; i++) {
+    if (strcmp(l.paths[i], want[i]) != 0)
+      printf("\n  path %d: '%s', expected '%s'", i, l.paths[i], want[i]);
+    CU_ASSERT_STRING_EQUAL(l.paths[i], want[i]);
+  }
+  fr_input_list_free(&l);
+}
+
+static void expect_list_error(const char *arg, int code, const char *names)
+{
+  fr_input_list l;
+  fr_error err = {0};
+  const char *args[1] = {arg};
+  CU_ASSERT_EQUAL(fr_input_list_expand(args, 1, &l, &err), code);
+  CU_ASSERT_EQUAL(l.n, 0);
+  if (!strstr(err.message, names))
+    printf("\n  error was: %s", err.message);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, names));
+}
+
+static void test_list_file(void)
+{
+  char b[64];
+  make_dir("lists");
+  make_dir("lists/sub");
+  write_file("lists/a.pgm", b, pgm(1, b));
+  write_file("lists/sub/b.pgm", b, pgm(2, b));
+  const char *text = "# shards for tonight\n\n  a.pgm  \r\nsub/b.pgm\n   # indented comment\n/abs/elsewhere.tar";
+  write_file("lists/in.txt", text, strlen(text));
+  char arg[600], a[600], sb[600], lit[600];
+  snprintf(arg, sizeof(arg), "@%s/lists/in.txt", tmp);
+  snprintf(a, sizeof(a), "%s/lists/a.pgm", tmp);
+  snprintf(sb, sizeof(sb), "%s/lists/sub/b.pgm", tmp);
+  snprintf(lit, sizeof(lit), "%s/lists/sub", tmp);
+  /* List lines are literal and keep their place among the other arguments. */
+  const char *args[3] = {lit, arg, lit};
+  const char *want[5] = {lit, a, sb, "/abs/elsewhere.tar", lit};
+  expect_list(args, 3, want, 5);
+  /* The list's paths feed the source: the items are the listed files. */
+  fr_input_list l;
+  fr_error err = {0};
+  const char *one[1] = {arg};
+  CU_ASSERT_EQUAL_FATAL(fr_input_list_expand(one, 1, &l, &err), 0);
+  fr_input_source *src;
+  CU_ASSERT_EQUAL(fr_input_source_open((const char *const *)l.paths, 2, &src, &err), 0);
+  expect items[2] = {{a, "lists", 1, 1}, {sb, "sub", 1, 2}};
+  check_items(src, items, 2);
+  fr_input_source_close(src);
+  fr_input_list_free(&l);
+
+  char missing[600];
+  snprintf(missing, sizeof(missing), "@%s/lists/nope.txt", tmp);
+  expect_list_error(missing, FR_ERR_NOT_FOUND, "nope.txt");
+  write_file("lists/empty.txt", "# nothing\n\n", 11);
+  snprintf(missing, sizeof(missing), "@%s/lists/empty.txt", tmp);
+  expect_list_error(missing, FR_ERR_INVALID, "empty.txt");
+  expect_list_error("@", FR_ERR_INVALID, "'@'");
+}
+
+static void test_globs(void)
+{
+  make_dir("g");
+  const char *names[] = {"g/s2.tar", "g/s10.tar", "g/s1.tar", "g/star*.tar", "g/other.zip"};
+  for (int i = 0; i < 5; i++)
+    write_file(names[i], "x", 1);
+  char pat[600], w[5][600];
+  snprintf(pat, sizeof(pat), "%s/g/s*.tar", tmp);
+  const char *order[] = {"s1.tar", "s10.tar", "s2.tar", "star*.tar"}; /* strcmp order */
+  for (int i = 0; i < 4; i++)
+    snprintf(w[i], sizeof(w[i]), "%s/g/%s", tmp, order[i]);
+  const char *args[1] = {pat};
+  const char *want[4] = {w[0], w[1], w[2], w[3]};
+  expect_list(args, 1, want, 4);
+  /* A path that exists is itself, even with pattern characters in its name. */
+  const char *lit[1] = {w[3]};
+  expect_list(lit, 1, want + 3, 1);
+  snprintf(pat, sizeof(pat), "%s/g/*.tgz", tmp);
+  expect_list_error(pat, FR_ERR_NOT_FOUND, pat);
+  /* Brace alternatives, each then globbed. */
+  snprintf(pat, sizeof(pat), "%s/g/{s1,o}*", tmp);
+  snprintf(w[4], sizeof(w[4]), "%s/g/other.zip", tmp);
+  const char *want2[3] = {w[0], w[1], w[4]};
+  expect_list(args, 1, want2, 3);
+}
+
+static void test_brace_ranges(void)
+{
+  const char *a1[1] = {"d/shard-{000..003}.tar"};
+  const char *w1[4] = {"d/shard-000.tar", "d/shard-001.tar", "d/shard-002.tar", "d/shard-003.tar"};
+  expect_list(a1, 1, w1, 4);
+  const char *a2[1] = {"s{9..11}"};
+  const char *w2[3] = {"s9", "s10", "s11"};
+  expect_list(a2, 1, w2, 3);
+  const char *a3[1] = {"s{03..1}"};
+  const char *w3[3] = {"s03", "s02", "s01"};
+  expect_list(a3, 1, w3, 3);
+  const char *a4[2] = {"{a,b}-{1..2}", "x{y}z"};
+  const char *w4[5] = {"a-1", "a-2", "b-1", "b-2", "x{y}z"};
+  expect_list(a4, 2, w4, 5);
+  const char *a5[1] = {"p/{train,val/{0..1}}.tar"};
+  const char *w5[3] = {"p/train.tar", "p/val/0.tar", "p/val/1.tar"};
+  expect_list(a5, 1, w5, 3);
+  expect_list_error("big-{0..99999999999}.tar", FR_ERR_INVALID, "big-{0..99999999999}.tar");
+}
+
 int main(void)
 {
   if (CU_initialize_registry() != CUE_SUCCESS)
@@ -454,10 +578,13 @@ int main(void)
   CU_add_test(s, "several inputs: image, text file, folder of archives", test_mixed_inputs);
   CU_add_test(s, "mtree manifests are not followed", test_mtree_not_followed);
   CU_add_test(s, "missing path is an error naming it", test_missing_path);
-  CU_add_test(s, "truncated tar.gz: error names archive and member", test_truncated_archive);
+  CU_add_test(s, "truncated tar.gz: a failed item names archive and member", test_truncated_archive);
   CU_add_test(s, "member over the size cap", test_member_cap);
   CU_add_test(s, "symlink loops and dangling links", test_symlinks);
   CU_add_test(s, "unreadable file", test_unreadable_file);
+  CU_add_test(s, "@list files: comments, blank lines, paths relative to the list", test_list_file);
+  CU_add_test(s, "globs: sorted by bytes, no match is an error, existing names literal", test_globs);
+  CU_add_test(s, "WebDataset brace ranges and lists", test_brace_ranges);
   CU_add_test(s, "real ORL archive: 400 images, README, 40 labels", test_orl_archive);
   return test_run_all();
 }

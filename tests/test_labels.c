@@ -11,6 +11,7 @@
 
 #include "faceri/labels.h"
 #include "faceri/model.h"
+#include "faceri/results_file.h"
 #include "test_util.h"
 
 static char dir[256];
@@ -231,6 +232,69 @@ static int read_labels(const char *path, char names[][64], int max)
   return (int)n;
 }
 
+/* The label options are part of a run's identity: recorded in the results
+ * file's root attributes, and --resume refuses a different CSV (by content)
+ * or regex, naming the option. */
+static void test_label_options_recorded_and_checked(void)
+{
+  fr_labeler *a, *a2, *b, *re;
+  fr_error err = {0};
+  char pa[512], pa2[512], pb[512];
+  snprintf(pa, sizeof(pa), "%s", WRITE_CSV("id-a.csv", "k1,alice\nk2,bob\n"));
+  snprintf(pa2, sizeof(pa2), "%s", WRITE_CSV("id-a-copy.csv", "k1,alice\nk2,bob\n"));
+  snprintf(pb, sizeof(pb), "%s", WRITE_CSV("id-b.csv", "k1,alice\nk2,carol\n"));
+  CU_ASSERT_EQUAL_FATAL(fr_labeler_create(pa, NULL, &a, &err), 0);
+  CU_ASSERT_EQUAL_FATAL(fr_labeler_create(pa2, NULL, &a2, &err), 0);
+  CU_ASSERT_EQUAL_FATAL(fr_labeler_create(pb, NULL, &b, &err), 0);
+  CU_ASSERT_EQUAL_FATAL(fr_labeler_create(NULL, "/([a-z]+)_", &re, &err), 0);
+  CU_ASSERT_EQUAL(strlen(fr_labeler_csv_sha256(a)), 64);
+  CU_ASSERT_STRING_EQUAL(fr_labeler_csv_sha256(a), fr_labeler_csv_sha256(a2));
+  CU_ASSERT_STRING_NOT_EQUAL(fr_labeler_csv_sha256(a), fr_labeler_csv_sha256(b));
+  CU_ASSERT_STRING_EQUAL(fr_labeler_csv_path(a), pa);
+  CU_ASSERT_STRING_EQUAL(fr_labeler_csv_sha256(re), "");
+  CU_ASSERT_STRING_EQUAL(fr_labeler_regex(re), "/([a-z]+)_");
+  CU_ASSERT_STRING_EQUAL(fr_labeler_regex(NULL), "");
+
+  char h5[512];
+  snprintf(h5, sizeof(h5), "%s/opts.h5", dir);
+  const char sha[] = "0000000000000000000000000000000000000000000000000000000000000000";
+  fr_results_meta meta = {.command_line = "test", .model_path = "m.h5", .model_sha256 = sha, .architecture = "x",
+                          .device = "none", .embedding_size = 4, .labels_csv = fr_labeler_csv_path(a),
+                          .labels_csv_sha256 = fr_labeler_csv_sha256(a), .label_regex = fr_labeler_regex(a)};
+  fr_results_file *rf;
+  CU_ASSERT_EQUAL_FATAL(fr_results_create(h5, &meta, &rf, &err), 0);
+  CU_ASSERT_EQUAL(fr_results_close(rf, 0, &err), 0);
+  hid_t f = H5Fopen(h5, H5F_ACC_RDONLY, H5P_DEFAULT);
+  CU_ASSERT_FATAL(f >= 0);
+  CU_ASSERT(H5Aexists(f, "labels_csv") > 0 && H5Aexists(f, "labels_csv_sha256") > 0 && H5Aexists(f, "label_regex") > 0);
+  H5Fclose(f);
+  /* Same content under another name: resumable. */
+  meta.labels_csv = fr_labeler_csv_path(a2);
+  meta.labels_csv_sha256 = fr_labeler_csv_sha256(a2);
+  CU_ASSERT_EQUAL(fr_results_open_resume(h5, &meta, &rf, &err), 0);
+  fr_results_close(rf, 0, &err);
+  struct {
+    fr_labeler *l;
+    const char *names;
+  } others[] = {{b, "id-b.csv"}, {NULL, "id-a.csv"}, {re, "--label"}};
+  for (int i = 0; i < 3; i++) {
+    meta.labels_csv = fr_labeler_csv_path(others[i].l);
+    meta.labels_csv_sha256 = fr_labeler_csv_sha256(others[i].l);
+    meta.label_regex = fr_labeler_regex(others[i].l);
+    memset(&err, 0, sizeof(err));
+    rf = NULL;
+    CU_ASSERT_EQUAL(fr_results_open_resume(h5, &meta, &rf, &err), FR_ERR_INVALID);
+    CU_ASSERT_PTR_NULL(rf);
+    printf("\n    %s", err.message);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.message, others[i].names));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "not resumable"));
+  }
+  fr_labeler_destroy(a);
+  fr_labeler_destroy(a2);
+  fr_labeler_destroy(b);
+  fr_labeler_destroy(re);
+}
+
 static void test_cli(void)
 {
   char path[512], cmd[2048], out[4096], names[8][64];
@@ -280,6 +344,15 @@ static void test_cli(void)
   CU_ASSERT_EQUAL_FATAL(read_labels(path, names, 8), 3);
   for (int i = 0; i < 3; i++)
     CU_ASSERT_STRING_EQUAL(names[i], "faces");
+  /* --resume with other label options is refused, as a failure naming the option. */
+  WRITE_CSV("other.csv", "nobody,none\n");
+  snprintf(cmd, sizeof(cmd), "%s embed --resume --labels %s/other.csv -o %s/l2.h5 %s/faces 2>&1", bin, dir, dir, dir);
+  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 1);
+  CU_ASSERT_PTR_NOT_NULL(strstr(out, "not resumable"));
+  snprintf(cmd, sizeof(cmd), "%s run --workers 1 --resume --label-regex '(x)' -o %s/l2.h5 %s/faces 2>&1", bin, dir,
+           dir);
+  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 1);
+  CU_ASSERT_PTR_NOT_NULL(strstr(out, "--label-regex"));
 }
 
 int main(void)
@@ -295,6 +368,7 @@ int main(void)
   CU_add_test(s, "CSV: each malformed file names the file and the line", test_csv_malformed);
   CU_add_test(s, "regex: first capture group, folder label when it does not match", test_regex);
   CU_add_test(s, "CSV wins over the regex, the regex over the folder", test_csv_then_regex_then_folder);
+  CU_add_test(s, "label options in the results file; --resume refuses others", test_label_options_recorded_and_checked);
   CU_add_test(s, "--labels / --label-regex through embed, run and coordinate", test_cli);
   int rc = test_run_all();
   char cmd[512];

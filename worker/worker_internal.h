@@ -66,8 +66,12 @@ typedef struct wk_pipeline {
   int ready_list[WK_BUFFERS], n_ready;
   int fatal;
   fr_error fatal_err;
-  uint64_t images, batches;
+  uint64_t images, batches, full_batches;
   double device_seconds;
+  /* Where end-to-end time goes (logged when the worker ends): the device
+   * thread waiting for a decoded batch once it has run one, and the prep
+   * thread decoding (wall time; the pool shares it). */
+  double device_wait_seconds, decode_seconds;
 
   /* decode pool: helpers claim slots of `task` while the prep thread does too */
   pthread_mutex_t pool_mu;

@@ -657,6 +657,12 @@ int fr_worker_run(const fr_worker_options *opts, void *zmq_ctx, fr_error *err)
     w->st.images = w->pipe.images;
     w->st.batches = w->pipe.batches;
     w->st.device_seconds = w->pipe.device_seconds;
+    if (w->pipe.batches > 0)
+      fr_info("worker %s: %llu images in %llu device batches (%llu full, %.1f images per batch), device busy %.2f s, "
+              "waiting for decoded batches %.2f s; decoding %.2f s",
+              w->name, (unsigned long long)w->pipe.images, (unsigned long long)w->pipe.batches,
+              (unsigned long long)w->pipe.full_batches, (double)w->pipe.images / (double)w->pipe.batches,
+              w->pipe.device_seconds, w->pipe.device_wait_seconds, w->pipe.decode_seconds);
   }
   if (w->own_ctx && w->zctx)
     zmq_ctx_term(w->zctx);

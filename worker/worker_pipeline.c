@@ -225,9 +225,12 @@ static void *prep_main(void *arg)
     }
     int id = p->free_list[--p->n_free];
     pthread_mutex_unlock(&p->mu);
+    double t0 = wk_now();
     decode_batch(p, b);
     compact(p, b);
+    double dt = wk_now() - t0;
     pthread_mutex_lock(&p->mu);
+    p->decode_seconds += dt;
     p->ready_list[p->n_ready++] = id;
     pthread_cond_signal(&p->dev_cv);
   }
@@ -247,6 +250,7 @@ static void run_batch(wk_pipeline *p, wk_batch *b)
   if (b->n > 0) {
     p->device_seconds += dt;
     p->batches++;
+    p->full_batches += b->n == p->batch;
     if (!rc)
       p->images += (uint64_t)b->n;
   }
@@ -281,10 +285,14 @@ static void *dev_main(void *arg)
   wk_pipeline *p = arg;
   pthread_mutex_lock(&p->mu);
   for (;;) {
+    double wait_from = p->batches > 0 && p->n_ready == 0 ? wk_now() : 0.0;
     while (!p->stop && p->n_ready == 0)
       pthread_cond_wait(&p->dev_cv, &p->mu);
     if (p->stop)
       break;
+    /* Idle while shards were held counts; idle with nothing to do is the coordinator's business. */
+    if (wait_from > 0 && p->pending)
+      p->device_wait_seconds += wk_now() - wait_from;
     int id = p->ready_list[0];
     memmove(p->ready_list, p->ready_list + 1, (size_t)(--p->n_ready) * sizeof(int));
     pthread_mutex_unlock(&p->mu);

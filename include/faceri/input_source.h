@@ -34,6 +34,12 @@ typedef struct fr_input_item {
    * a symlink loop): the caller records it as failed and goes on. */
   fr_status status;
   const char *error; /* "" when status == FR_OK; names the item and the reason */
+  /* 1 when this item reports that its input failed part-way or as a whole: a
+   * truncated or corrupt archive (key: the member being read, or the archive
+   * path when it broke between members), an input path that vanished or cannot
+   * be read (key: the path). status != FR_OK; the rest of that input is
+   * skipped and the next call goes on with the following input path. */
+  int input_failed;
 } fr_input_item;
 
 /* Checks that every path exists (else FR_ERR_NOT_FOUND naming it) and
@@ -45,11 +51,10 @@ int fr_input_source_open(const char *const *paths, int n, fr_input_source **out,
 void fr_input_source_set_max_member_bytes(fr_input_source *src, size_t max_bytes);
 
 /* Returns 1 and fills *item (valid until the next call or close), 0 at the
- * end, or -1 with err set when an input fails as a whole: a path that
- * vanished or cannot be read, a truncated or corrupt archive (the message
- * names the archive and the member being read). Items delivered before the
- * failure stay valid results; calling next again after -1 goes on with the
- * following input path. */
+ * end, or -1 with err set when memory runs out. A damaged input is not an
+ * error of the whole walk: it comes as one item with input_failed = 1 (see
+ * above; the message names the archive, the member being read and the cause),
+ * after the items read before the damage, which stay valid. */
 int fr_input_source_next(fr_input_source *src, fr_input_item *item, fr_error *err);
 
 void fr_input_source_close(fr_input_source *src);

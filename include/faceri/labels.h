@@ -37,6 +37,13 @@ const char *fr_labeler_apply(fr_labeler *l, const char *key, const char *folder_
 /* Number of keys read from the CSV (0 without one). */
 size_t fr_labeler_csv_keys(const fr_labeler *l);
 
+/* What the labeler was made from, recorded in results files and checked by
+ * --resume: the CSV path as given, the SHA-256 (hex) of the CSV's bytes, the
+ * regex; each "" when not given (and for l == NULL). */
+const char *fr_labeler_csv_path(const fr_labeler *l);
+const char *fr_labeler_csv_sha256(const fr_labeler *l);
+const char *fr_labeler_regex(const fr_labeler *l);
+
 void fr_labeler_destroy(fr_labeler *l);
 
 #endif

@@ -36,6 +36,9 @@ typedef struct fr_results_meta {
   int embedding_size;
   int n_inputs;
   const fr_input_fingerprint *inputs;
+  /* Where labels came from (fr_labeler_csv_path/_sha256, fr_labeler_regex);
+   * NULL or "" when not used. --resume refuses a different CSV content or regex. */
+  const char *labels_csv, *labels_csv_sha256, *label_regex;
 } fr_results_meta;
 
 typedef struct fr_results_file fr_results_file;
@@ -44,8 +47,9 @@ typedef struct fr_results_file fr_results_file;
 int fr_results_create(const char *path, const fr_results_meta *meta, fr_results_file **out, fr_error *err);
 
 /* Reopens an interrupted run's file for --resume. Refuses (FR_ERR_INVALID, saying
- * why) a file of another schema, model or embedding size, or whose inputs'
- * fingerprints differ from meta's. */
+ * why) a file of another schema, model or embedding size, whose inputs'
+ * fingerprints differ from meta's, or made with other label options (the CSV's
+ * SHA-256, the regex). */
 int fr_results_open_resume(const char *path, const fr_results_meta *meta, fr_results_file **out, fr_error *err);
 
 /* Committed shards as sorted, non-overlapping [first, first + count) ranges. */

@@ -79,6 +79,10 @@ typedef struct fr_coordinator_summary {
   int input_errors;     /* inputs that failed part-way (truncated archive...) */
   char first_input_error[1024];
   double seconds;
+  /* Seconds from the start until the first valid READY: the workers' set-up
+   * (model load, device pipelines) that `faceri run` includes in `seconds`;
+   * 0 when no worker was ever ready. */
+  double first_ready_seconds;
   int n_workers;        /* workers that ever sent a valid READY */
   int refused_workers;
   fr_coordinator_worker_share *workers; /* n_workers entries; free with fr_coordinator_summary_free */
