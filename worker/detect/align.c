@@ -18,7 +18,12 @@ struct fr_aligner {
   fr_vk_sequence *seq;
 };
 
-fr_align_options fr_align_defaults(void) { return (fr_align_options){.min_score = 0.9f, .min_face = 0}; }
+fr_align_options fr_align_defaults(void)
+{
+  return (fr_align_options){.min_score = 0.9f, .min_face = 0, .max_face = 0};
+}
+
+fr_detector *fr_aligner_detector(fr_aligner *a) { return a->det; }
 
 int fr_aligner_create(fr_vk_context *ctx, const char *models_dir, fr_aligner **out, fr_error *err)
 {
@@ -149,6 +154,7 @@ int fr_aligner_align(fr_aligner *a, const fr_image *img, const fr_align_options 
   fr_align_options o = opt ? *opt : fr_align_defaults();
   fr_detect_options dopt = fr_detect_defaults();
   dopt.min_face = o.min_face;
+  dopt.max_face = o.max_face;
   fr_face *faces = NULL, chosen;
   memset(&chosen, 0, sizeof(chosen));
   int n = 0, have = 0;
