@@ -268,7 +268,7 @@ static void test_cli(void)
   CU_ASSERT(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
   snprintf(path, sizeof(path), "%s/out.json", dir);
   f = fopen(path, "r");
-  char line[1024] = "";
+  char line[4096] = "";
   CU_ASSERT_PTR_NOT_NULL(f);
   if (f) {
     CU_ASSERT_PTR_NOT_NULL(fgets(line, sizeof(line), f));
@@ -293,11 +293,30 @@ static void test_cli(void)
   }
   fr_input_source_close(src);
   CU_ASSERT(crops >= 2);
-  /* usage errors */
-  snprintf(cmd, sizeof(cmd), "%s/faceri detect --min-face 3 -o %s/g.h5 %s/in 2>/dev/null", FACERI_BINARY_DIR, dir,
-           dir);
+  /* the benchmark mode: figures for both images, no output file */
+  snprintf(cmd, sizeof(cmd), "%s/faceri detect --bench --models %s --json %s/in > %s/out.json", FACERI_BINARY_DIR,
+           ASSETS, dir, dir);
   rc = system(cmd);
-  CU_ASSERT(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
+  CU_ASSERT(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+  snprintf(path, sizeof(path), "%s/out.json", dir);
+  f = fopen(path, "r");
+  line[0] = 0;
+  CU_ASSERT_PTR_NOT_NULL(f);
+  if (f) {
+    CU_ASSERT_PTR_NOT_NULL(fgets(line, sizeof(line), f));
+    fclose(f);
+  }
+  CU_ASSERT_PTR_NOT_NULL(strstr(line, "\"command\":\"detect-bench\",\"images\":2,"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(line, "\"aligned\":2,\"fallbacks\":0,"));
+  /* usage errors: a face below 12 px, a range upside down, no output outside --bench */
+  const char *bad[3] = {"--min-face 3 -o %s/g.h5", "--min-face 80 --max-face 40 -o %s/g.h5", "--json"};
+  for (int i = 0; i < 3; i++) {
+    char args[1100];
+    snprintf(args, sizeof(args), bad[i], dir);
+    snprintf(cmd, sizeof(cmd), "%s/faceri detect %s %s/in 2>/dev/null", FACERI_BINARY_DIR, args, dir);
+    rc = system(cmd);
+    CU_ASSERT(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
+  }
   const char *names[] = {"in/0.ppm", "in/1.ppm", "in/notes.txt", "in", "f.h5", "c.tar", "out.json"};
   for (int i = 0; i < 7; i++) {
     snprintf(path, sizeof(path), "%s/%s", dir, names[i]);

@@ -97,6 +97,13 @@ fr_detector *fr_aligner_detector(fr_aligner *a);
 int fr_aligner_align(fr_aligner *a, const fr_image *img, const fr_align_options *opt, fr_image *out,
                      fr_align_result *res, fr_error *err);
 
+/* fr_aligner_align straight into a network input (what a worker's batch slot needs):
+ * the 112x112 crop, resized (Pillow bilinear) when the input is not 112x112, written
+ * as out_h x out_w x 3 floats (v - mean[c]) / std[c] (fr_image_to_tensor). */
+int fr_aligner_align_input(fr_aligner *a, const fr_image *img, const fr_align_options *opt, int out_w, int out_h,
+                           const float mean[3], const float std[3], float *out_hwc, fr_align_result *res,
+                           fr_error *err);
+
 /* Warps n images onto the template with the given landmarks (one device submission),
  * writing n 112x112 RGB crops (n * 112 * 112 * 3 bytes). */
 int fr_aligner_warp(fr_aligner *a, const fr_image *imgs, const float (*landmarks)[10], int n, uint8_t *out,

@@ -199,3 +199,25 @@ int fr_aligner_align(fr_aligner *a, const fr_image *img, const fr_align_options 
     fr_image_free(out);
   return rc;
 }
+
+int fr_aligner_align_input(fr_aligner *a, const fr_image *img, const fr_align_options *opt, int out_w, int out_h,
+                           const float mean[3], const float std[3], float *out_hwc, fr_align_result *res,
+                           fr_error *err)
+{
+  if (out_w < 1 || out_h < 1)
+    return fr_error_set(err, FR_ERR_INVALID, "align: network input %dx%d", out_w, out_h);
+  fr_image crop, sized;
+  int rc = fr_aligner_align(a, img, opt, &crop, res, err);
+  if (rc)
+    return rc;
+  if (crop.width != out_w || crop.height != out_h) {
+    rc = fr_image_resize_bilinear(&crop, out_w, out_h, &sized, err);
+    fr_image_free(&crop);
+    if (rc)
+      return rc;
+    crop = sized;
+  }
+  fr_image_to_tensor(&crop, mean, std, out_hwc);
+  fr_image_free(&crop);
+  return FR_OK;
+}

@@ -3,8 +3,9 @@
  * on the device: the image is uploaded once, and each pyramid level and box crop is
  * an affine warp (Android's filtered Bitmap scaling: half-pixel-centre bilinear with
  * clamped edges, rounded to 8 bits) written straight into the network's input,
- * already transposed. The box logic runs on the host in the package's integer and
- * float32 arithmetic. */
+ * already transposed. An image costs three submissions: every pyramid level at once,
+ * then RNet and ONet on all boxes. The box logic runs on the host in the package's
+ * integer and float32 arithmetic. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -316,10 +317,11 @@ static int pnet_levels(fr_detector *d, const fr_image *img, const level *lv, int
   if (!rc)
     rc = fr_vk_sequence_begin(d->seq, err);
   int recorded = 0;
-  for (int i = 0; i < count && !rc; i++, recorded++) {
+  for (int i = 0; i < count && !rc; i++) {
     jobs[i] = (fill_job){d, 1, stride * (uint64_t)i};
     /* the transposed input: rows are the resized image's columns */
     rc = fr_mtcnn_net_record(d->net[0], d->seq, 1, lv[i].rw, lv[i].rh, fill_input, &jobs[i], err);
+    recorded += !rc;
   }
   if (!rc)
     rc = fr_vk_sequence_end(d->seq, err);
