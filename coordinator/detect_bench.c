@@ -73,7 +73,11 @@ static int load_images(const char *const *inputs, int n_inputs, int limit, image
   return rc;
 }
 
-static int cmp_int(const void *a, const void *b) { return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b); }
+static int cmp_int(const void *a, const void *b)
+{
+  int x = *(const int *)a, y = *(const int *)b;
+  return (x > y) - (x < y);
+}
 
 static int pct(const int *sorted, int n, double q) { return n ? sorted[(int)(q * (n - 1) + 0.5)] : 0; }
 
@@ -212,12 +216,13 @@ int fr_detect_bench(fr_aligner *al, const char *const *inputs, int n_inputs, con
       }
     }
     printf("{\"command\":\"detect-bench\",\"images\":%d,\"min_face\":%d,\"max_face\":%d,\"detect_images_per_s\":%.3f,"
-           "\"detect_cpu_ms_per_image\":%.2f,\"pnet_s\":%.3f,\"rnet_s\":%.3f,\"onet_s\":%.3f,\"levels\":%lld,\"rnet_boxes\":%lld,\"onet_boxes\":%lld,"
+           "\"detect_cpu_ms_per_image\":%.2f,\"pnet_s\":%.3f,\"rnet_s\":%.3f,\"onet_s\":%.3f,\"levels\":%lld,"
+           "\"rnet_boxes\":%lld,\"onet_boxes\":%lld,"
            "\"faces\":%d,\"images_with_face\":%d,\"face_width_min\":%d,\"face_width_median\":%d,"
            "\"face_width_p90\":%d,\"face_width_max\":%d",
            s.n, cfg->min_face, cfg->max_face, det_rate, 1000.0 * d.cpu / n, d.stats.seconds[0], d.stats.seconds[1],
-           d.stats.seconds[2], d.stats.levels, d.stats.boxes[1], d.stats.boxes[2], nf, d.images_with_face, nf ? w[0] : 0,
-           pct(w, nf, 0.5), pct(w, nf, 0.9), nf ? w[nf - 1] : 0);
+           d.stats.seconds[2], d.stats.levels, d.stats.boxes[1], d.stats.boxes[2], nf, d.images_with_face,
+           nf ? w[0] : 0, pct(w, nf, 0.5), pct(w, nf, 0.9), nf ? w[nf - 1] : 0);
     if (!cfg->detect_only)
       printf(",\"align_images_per_s\":%.3f,\"align_cpu_ms_per_image\":%.2f,\"aligned\":%d,\"fallbacks\":%d,"
              "\"detected\":%d,\"warp_images_per_s\":%.2f",
