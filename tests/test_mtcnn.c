@@ -1,7 +1,8 @@
 /* MTCNN: the new kernels (max pooling with TF padding, softmax) against their naive C
- * references on random inputs in [-1.2, 1.2], the importer on the three shipped graphs
+ * references on random inputs in [-1.2, 1.2], im2col (exact), the importer on the three shipped graphs
  * (structure, refusal of damaged and foreign files), and each network on the device
- * against the CPU reference forward; relative error <= 1e-4 (max abs error / max abs
+ * against the CPU reference forward (also fewer inputs on a plan, and several shapes
+ * recorded into one submission); relative error <= 1e-4 (max abs error / max abs
  * reference). Tests that need the .tflite files skip when they are absent. */
 #include <math.h>
 #include <stdlib.h>
@@ -101,6 +102,58 @@ static void test_maxpool(void)
   CU_ASSERT(out == 5 && pad == 1);
   fr_tf_padding(9, 3, 2, 0, &out, &pad);
   CU_ASSERT(out == 4 && pad == 0);
+}
+
+/* im2col is a copy: exact, zeros in the padding. */
+static void check_im2col(int batch, int h, int w, int c, int k, int st, int same)
+{
+  fr_pool_params p = {.batch = batch, .in_h = h, .in_w = w, .c = c, .kernel_h = k, .kernel_w = k,
+                      .stride_h = st, .stride_w = st};
+  fr_tf_padding(h, k, st, same, &p.out_h, &p.pad_top);
+  fr_tf_padding(w, k, st, same, &p.out_w, &p.pad_left);
+  size_t ni = (size_t)batch * h * w * c, no = (size_t)batch * p.out_h * p.out_w * k * k * c;
+  float *x = random_array(ni), *want = malloc(no * sizeof(float)), *got = malloc(no * sizeof(float));
+  fr_ref_im2col(&p, x, want);
+  fr_vk_buffer bx = make_buffer(x, ni), by = make_buffer(NULL, no);
+  fr_vk_sequence *seq = NULL;
+  fr_error err = {0};
+  CU_ASSERT_EQUAL_FATAL(fr_vk_sequence_create(ctx, 0, &seq, &err), FR_OK);
+  CU_ASSERT_EQUAL(fr_vk_sequence_begin(seq, &err), FR_OK);
+  CU_ASSERT_EQUAL(fr_mtcnn_record_im2col(kern, seq, &p, (fr_vk_arg){&bx, 0, 0}, (fr_vk_arg){&by, 0, 0}, &err),
+                  FR_OK);
+  CU_ASSERT_EQUAL(fr_vk_sequence_end(seq, &err), FR_OK);
+  CU_ASSERT_EQUAL(fr_vk_sequence_run(seq, &err), FR_OK);
+  CU_ASSERT_EQUAL(fr_vk_buffer_download(ctx, &by, 0, got, no * sizeof(float), &err), FR_OK);
+  CU_ASSERT(memcmp(got, want, no * sizeof(float)) == 0);
+  if (same && (p.pad_top || p.pad_left)) { /* the first row's first tap lies in the padding */
+    CU_ASSERT_EQUAL(want[0], 0.0f);
+  }
+  fr_vk_sequence_destroy(seq);
+  fr_vk_buffer_destroy(ctx, &bx);
+  fr_vk_buffer_destroy(ctx, &by);
+  free(x);
+  free(want);
+  free(got);
+}
+
+static void test_im2col(void)
+{
+  check_im2col(3, 11, 11, 28, 3, 1, 0); /* RNet conv2 */
+  check_im2col(2, 4, 4, 48, 2, 1, 0);   /* RNet conv3 */
+  check_im2col(1, 9, 7, 8, 3, 2, 1);    /* strided, SAME padding on both sides */
+  check_im2col(2, 5, 6, 4, 3, 1, 1);
+  fr_pool_params bad = {.batch = 1, .in_h = 4, .in_w = 4, .c = 6, .out_h = 2, .out_w = 2, .kernel_h = 3,
+                        .kernel_w = 3, .stride_h = 1, .stride_w = 1};
+  fr_vk_buffer b = make_buffer(NULL, 16 * 6);
+  fr_vk_sequence *seq = NULL;
+  fr_error err = {0};
+  CU_ASSERT_EQUAL_FATAL(fr_vk_sequence_create(ctx, 0, &seq, &err), FR_OK);
+  CU_ASSERT_EQUAL(fr_vk_sequence_begin(seq, &err), FR_OK);
+  CU_ASSERT_EQUAL(fr_mtcnn_record_im2col(kern, seq, &bad, (fr_vk_arg){&b, 0, 0}, (fr_vk_arg){&b, 0, 0}, &err),
+                  FR_ERR_INVALID); /* channels not a multiple of 4 */
+  fr_vk_sequence_end(seq, &err);
+  fr_vk_sequence_destroy(seq);
+  fr_vk_buffer_destroy(ctx, &b);
 }
 
 static void test_softmax(void)
@@ -253,6 +306,12 @@ static void check_net(const char *name, int n, int h, int w)
       CU_ASSERT(e <= 1e-4);
     }
   }
+  /* fewer inputs on the same plan: only their rows are computed, and they are the same */
+  if (n > 1) {
+    CU_ASSERT_EQUAL(fr_mtcnn_net_forward(net, n - 1, h, w, x, NULL, NULL, got, &err), FR_OK);
+    for (int k = 0; k < g.n_outputs; k++)
+      CU_ASSERT(relative_error(got[k], want[k], cnt[k] / n * (n - 1)) <= 1e-4);
+  }
   /* wrong sizes are refused */
   int bad_h = g.any_size ? 5 : h + 1, bad_w = g.any_size ? 5 : w;
   CU_ASSERT_EQUAL(fr_mtcnn_net_forward(net, 1, bad_h, bad_w, x, NULL, NULL, got, &err), FR_ERR_INVALID);
@@ -272,7 +331,63 @@ static void test_pnet_device(void)
   check_net("pnet", 1, 12, 12);
 }
 static void test_rnet_device(void) { check_net("rnet", 3, 24, 24); }
-static void test_onet_device(void) { check_net("onet", 2, 48, 48); }
+static void test_onet_device(void) { check_net("onet", 3, 48, 48); }
+
+/* A fill that uploads host floats (the tests' stand-in for the detector's warp). */
+static int fill_host(void *user, fr_vk_sequence *seq, fr_vk_arg input, int n, int h, int w, fr_error *err)
+{
+  (void)seq;
+  return fr_vk_buffer_upload(ctx, (fr_vk_buffer *)input.buffer, 0, user, sizeof(float) * (size_t)n * h * w * 3, err);
+}
+
+/* Two PNet levels recorded into one submission give the reference's outputs; a shape
+ * recorded twice before a run, or read without being recorded, is refused. */
+static void test_pnet_one_submission(void)
+{
+  fr_mtcnn_graph g;
+  if (load("pnet", &g) == FR_ERR_NOT_FOUND)
+    TEST_SKIP("pnet.tflite not found");
+  fr_error err = {0};
+  fr_mtcnn_net *net = NULL;
+  fr_vk_sequence *seq = NULL;
+  CU_ASSERT_EQUAL_FATAL(fr_mtcnn_net_create(ctx, ops, kern, &g, &net, &err), FR_OK);
+  CU_ASSERT_EQUAL_FATAL(fr_vk_sequence_create(ctx, 0, &seq, &err), FR_OK);
+  const int sizes[2][2] = {{31, 27}, {14, 17}};
+  float *x[2], *want[2][2], *got[2][2];
+  size_t cnt[2][2];
+  CU_ASSERT_EQUAL(fr_vk_sequence_begin(seq, &err), FR_OK);
+  for (int l = 0; l < 2; l++) {
+    int h = sizes[l][0], w = sizes[l][1], oh[64], ow[64], oc[64];
+    CU_ASSERT_EQUAL_FATAL(fr_mtcnn_shapes(&g, h, w, oh, ow, oc, &err), FR_OK);
+    x[l] = random_array((size_t)h * w * 3);
+    for (int k = 0; k < 2; k++) {
+      int i = g.outputs[k];
+      cnt[l][k] = (size_t)oh[i] * ow[i] * oc[i];
+      want[l][k] = malloc(cnt[l][k] * sizeof(float));
+      got[l][k] = malloc(cnt[l][k] * sizeof(float));
+    }
+    CU_ASSERT_EQUAL(fr_mtcnn_ref_forward(&g, 1, h, w, x[l], want[l], &err), FR_OK);
+    CU_ASSERT_EQUAL(fr_mtcnn_net_record(net, seq, 1, h, w, fill_host, x[l], &err), FR_OK);
+  }
+  CU_ASSERT_EQUAL(fr_mtcnn_net_record(net, seq, 1, 31, 27, fill_host, x[0], &err), FR_ERR_INVALID);
+  CU_ASSERT_EQUAL(fr_mtcnn_net_record(net, seq, 1, 20, 20, NULL, NULL, &err), FR_ERR_INVALID);
+  CU_ASSERT_EQUAL(fr_vk_sequence_end(seq, &err), FR_OK);
+  CU_ASSERT_EQUAL(fr_vk_sequence_run(seq, &err), FR_OK);
+  for (int l = 0; l < 2; l++) {
+    CU_ASSERT_EQUAL(fr_mtcnn_net_read(net, 1, sizes[l][0], sizes[l][1], got[l], &err), FR_OK);
+    for (int k = 0; k < 2; k++)
+      CU_ASSERT(relative_error(got[l][k], want[l][k], cnt[l][k]) <= 1e-4);
+  }
+  CU_ASSERT_EQUAL(fr_mtcnn_net_read(net, 1, sizes[0][0], sizes[0][1], got[0], &err), FR_ERR_INVALID);
+  for (int l = 0; l < 2; l++) {
+    free(x[l]);
+    for (int k = 0; k < 2; k++)
+      free(want[l][k]), free(got[l][k]);
+  }
+  fr_vk_sequence_destroy(seq);
+  fr_mtcnn_net_destroy(net);
+  fr_mtcnn_graph_free(&g);
+}
 
 static void test_no_validation_messages(void) { CU_ASSERT_EQUAL(fr_vk_validation_messages(ctx), 0); }
 
@@ -288,11 +403,13 @@ int main(void)
   CU_pSuite s = CU_add_suite("mtcnn", NULL, NULL);
   CU_add_test(s, "max pooling with TF padding vs reference", test_maxpool);
   CU_add_test(s, "softmax vs reference", test_softmax);
+  CU_add_test(s, "im2col vs reference", test_im2col);
   CU_add_test(s, "import the three graphs", test_import_structure);
   CU_add_test(s, "import refuses damaged and foreign files", test_import_refuses);
   CU_add_test(s, "PNet on the device vs CPU reference", test_pnet_device);
   CU_add_test(s, "RNet on the device vs CPU reference", test_rnet_device);
   CU_add_test(s, "ONet on the device vs CPU reference", test_onet_device);
+  CU_add_test(s, "PNet levels in one submission", test_pnet_one_submission);
   CU_add_test(s, "no validation messages", test_no_validation_messages);
   int rc = test_run_all();
   fr_mtcnn_ops_destroy(kern);

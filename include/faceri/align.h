@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "faceri/detect.h"
 #include "faceri/error.h"
 #include "faceri/image.h"
 #include "faceri/vk_context.h"
@@ -65,7 +66,10 @@ typedef struct fr_aligner fr_aligner;
 
 typedef struct fr_align_options {
   float min_score;   /* ONet face probability below this: plain resize instead (default 0.9) */
-  int min_face;      /* detector's smallest face in pixels; 0: a fifth of the shorter side */
+  int min_face;      /* detector's smallest face in pixels; 0: a fifth of the image width */
+  int max_face;      /* detector's largest face in pixels; 0: the shorter side. Face crops
+                      * whose face size is known (LFW: about 100-150 px of 250) skip the
+                      * pyramid levels above it; see docs/DETECTION.md for figures. */
 } fr_align_options;
 fr_align_options fr_align_defaults(void);
 
@@ -77,9 +81,13 @@ typedef struct fr_align_result {
   float landmarks[10]; /* x0..x4, y0..y4 */
 } fr_align_result;
 
-/* models_dir holds pnet/rnet/onet.tflite. The context is borrowed. */
+/* models_dir holds pnet/rnet/onet.tflite. The context is borrowed. One aligner per
+ * device is enough for a worker; it is not thread-safe. */
 int fr_aligner_create(fr_vk_context *ctx, const char *models_dir, fr_aligner **out, fr_error *err);
 void fr_aligner_destroy(fr_aligner *a);
+/* The aligner's own detector, for callers that also want every face (no second copy
+ * of the networks). Owned by the aligner. */
+fr_detector *fr_aligner_detector(fr_aligner *a);
 
 /* A 112x112 RGB crop of the face in img: the detected face nearest the image centre
  * (ONet on the whole image when the detector finds none), aligned when its face
@@ -88,6 +96,13 @@ void fr_aligner_destroy(fr_aligner *a);
  * failures only: an image without a face is a fallback, not an error. */
 int fr_aligner_align(fr_aligner *a, const fr_image *img, const fr_align_options *opt, fr_image *out,
                      fr_align_result *res, fr_error *err);
+
+/* fr_aligner_align straight into a network input (what a worker's batch slot needs):
+ * the 112x112 crop, resized (Pillow bilinear) when the input is not 112x112, written
+ * as out_h x out_w x 3 floats (v - mean[c]) / std[c] (fr_image_to_tensor). */
+int fr_aligner_align_input(fr_aligner *a, const fr_image *img, const fr_align_options *opt, int out_w, int out_h,
+                           const float mean[3], const float std[3], float *out_hwc, fr_align_result *res,
+                           fr_error *err);
 
 /* Warps n images onto the template with the given landmarks (one device submission),
  * writing n 112x112 RGB crops (n * 112 * 112 * 3 bytes). */

@@ -23,6 +23,9 @@ typedef struct fr_face {
 
 typedef struct fr_detect_options {
   int min_face;        /* smallest face in pixels; 0: (int)(width * 0.2), the package's default */
+  int max_face;        /* largest face in pixels (pyramid levels stop there); 0: the image's shorter
+                        * side, as the package. Where the face size is known (face crops), a cap
+                        * skips the levels that only find faces larger than it. */
   float threshold[3];  /* PNet, RNet, ONet: 0.6, 0.7, 0.7 */
   float factor;        /* pyramid step: 0.709 */
 } fr_detect_options;
@@ -43,7 +46,14 @@ int fr_detector_detect(fr_detector *d, const fr_image *img, const fr_detect_opti
  * probability, regressed box and landmarks, with no threshold applied. */
 int fr_detector_onet(fr_detector *d, const fr_image *img, const int box[4], fr_face *face, fr_error *err);
 
-/* Seconds spent in each stage since creation (PNet, RNet, ONet, including warps). */
-void fr_detector_stage_seconds(const fr_detector *d, double seconds[3]);
+/* Work done since creation or the last reset. */
+typedef struct fr_detect_stats {
+  long long images, levels, faces;
+  long long boxes[3];      /* PNet's boxes (after the per-level NMS), boxes into RNet, into ONet */
+  long long submissions;   /* device submissions of the networks */
+  double seconds[3];       /* wall time of PNet, RNet, ONet with their warps and box logic */
+} fr_detect_stats;
+void fr_detector_stats(const fr_detector *d, fr_detect_stats *out);
+void fr_detector_reset_stats(fr_detector *d);
 
 #endif

@@ -71,6 +71,9 @@ typedef struct fr_pool_params {
 void fr_tf_padding(int in, int kernel, int stride, int same, int *out, int *pad_before);
 
 void fr_ref_maxpool(const fr_pool_params *p, const float *in, float *out);
+/* The windows of a conv (geometry as for pooling) as rows of kernel_h * kernel_w * c
+ * values in (ky, kx, c) order, zeros in the padding: a dense conv is then a 1x1 conv. */
+void fr_ref_im2col(const fr_pool_params *p, const float *in, float *out);
 /* Softmax over the last axis of [rows, c], max-subtracted as the graphs spell it. */
 void fr_ref_softmax(int rows, int c, const float *in, float *out);
 
@@ -80,6 +83,9 @@ void fr_mtcnn_ops_destroy(fr_mtcnn_ops *k);
 /* Padding taps never win (as -inf in TF). */
 int fr_mtcnn_record_maxpool(fr_mtcnn_ops *k, fr_vk_sequence *seq, const fr_pool_params *p, fr_vk_arg in,
                             fr_vk_arg out, fr_error *err);
+/* c must be a multiple of 4. */
+int fr_mtcnn_record_im2col(fr_mtcnn_ops *k, fr_vk_sequence *seq, const fr_pool_params *p, fr_vk_arg in,
+                           fr_vk_arg out, fr_error *err);
 int fr_mtcnn_record_softmax(fr_mtcnn_ops *k, fr_vk_sequence *seq, int rows, int c, fr_vk_arg in, fr_vk_arg out,
                             fr_error *err);
 
@@ -98,9 +104,18 @@ typedef int (*fr_mtcnn_input_fn)(void *user, fr_vk_sequence *seq, fr_vk_arg inpu
 
 /* Runs n inputs of h x w: from host floats (input != NULL) or recorded by fill.
  * outputs[k] receives graph output k (n x out_h x out_w x out_c floats). Plans (buffers
- * and packed weights) are cached per (n, h, w); n is rounded up to a power of two so
- * that varying box counts share plans (rows past n are computed on zeros). */
+ * and packed weights) are cached per (batch bucket, h, w): a plan holds batches up to
+ * a power of two, so varying box counts share plans; only the n rows are computed. */
 int fr_mtcnn_net_forward(fr_mtcnn_net *net, int n, int h, int w, const float *input, fr_mtcnn_input_fn fill,
                          void *fill_user, float **outputs, fr_error *err);
+
+/* The same forward recorded into the caller's sequence (begun, not ended), so that
+ * several shapes (a pyramid) go in one submission; after the caller ran it,
+ * fr_mtcnn_net_read copies the outputs. Each shape may be recorded once per run, and
+ * at most FR_MTCNN_MAX_PENDING shapes per network. */
+#define FR_MTCNN_MAX_PENDING 24
+int fr_mtcnn_net_record(fr_mtcnn_net *net, fr_vk_sequence *seq, int n, int h, int w, fr_mtcnn_input_fn fill,
+                        void *fill_user, fr_error *err);
+int fr_mtcnn_net_read(fr_mtcnn_net *net, int n, int h, int w, float **outputs, fr_error *err);
 
 #endif

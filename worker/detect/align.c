@@ -18,7 +18,12 @@ struct fr_aligner {
   fr_vk_sequence *seq;
 };
 
-fr_align_options fr_align_defaults(void) { return (fr_align_options){.min_score = 0.9f, .min_face = 0}; }
+fr_align_options fr_align_defaults(void)
+{
+  return (fr_align_options){.min_score = 0.9f, .min_face = 0, .max_face = 0};
+}
+
+fr_detector *fr_aligner_detector(fr_aligner *a) { return a->det; }
 
 int fr_aligner_create(fr_vk_context *ctx, const char *models_dir, fr_aligner **out, fr_error *err)
 {
@@ -149,6 +154,7 @@ int fr_aligner_align(fr_aligner *a, const fr_image *img, const fr_align_options 
   fr_align_options o = opt ? *opt : fr_align_defaults();
   fr_detect_options dopt = fr_detect_defaults();
   dopt.min_face = o.min_face;
+  dopt.max_face = o.max_face;
   fr_face *faces = NULL, chosen;
   memset(&chosen, 0, sizeof(chosen));
   int n = 0, have = 0;
@@ -192,4 +198,26 @@ int fr_aligner_align(fr_aligner *a, const fr_image *img, const fr_align_options 
   if (rc)
     fr_image_free(out);
   return rc;
+}
+
+int fr_aligner_align_input(fr_aligner *a, const fr_image *img, const fr_align_options *opt, int out_w, int out_h,
+                           const float mean[3], const float std[3], float *out_hwc, fr_align_result *res,
+                           fr_error *err)
+{
+  if (out_w < 1 || out_h < 1)
+    return fr_error_set(err, FR_ERR_INVALID, "align: network input %dx%d", out_w, out_h);
+  fr_image crop, sized;
+  int rc = fr_aligner_align(a, img, opt, &crop, res, err);
+  if (rc)
+    return rc;
+  if (crop.width != out_w || crop.height != out_h) {
+    rc = fr_image_resize_bilinear(&crop, out_w, out_h, &sized, err);
+    fr_image_free(&crop);
+    if (rc)
+      return rc;
+    crop = sized;
+  }
+  fr_image_to_tensor(&crop, mean, std, out_hwc);
+  fr_image_free(&crop);
+  return FR_OK;
 }

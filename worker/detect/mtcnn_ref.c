@@ -30,6 +30,22 @@ void fr_ref_maxpool(const fr_pool_params *p, const float *in, float *out)
         }
 }
 
+void fr_ref_im2col(const fr_pool_params *p, const float *in, float *out)
+{
+  size_t k = (size_t)p->kernel_h * p->kernel_w * p->c, row = 0;
+  for (int n = 0; n < p->batch; n++)
+    for (int oy = 0; oy < p->out_h; oy++)
+      for (int ox = 0; ox < p->out_w; ox++, row++)
+        for (int ky = 0; ky < p->kernel_h; ky++)
+          for (int kx = 0; kx < p->kernel_w; kx++)
+            for (int c = 0; c < p->c; c++) {
+              int iy = oy * p->stride_h + ky - p->pad_top, ix = ox * p->stride_w + kx - p->pad_left;
+              int inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
+              out[row * k + ((size_t)ky * p->kernel_w + kx) * p->c + c] =
+                  inside ? in[(((size_t)n * p->in_h + iy) * p->in_w + ix) * p->c + c] : 0.0f;
+            }
+}
+
 void fr_ref_softmax(int rows, int c, const float *in, float *out)
 {
   for (int r = 0; r < rows; r++) {
