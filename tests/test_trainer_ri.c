@@ -161,7 +161,8 @@ static void test_prepare(void)
     CU_ASSERT_EQUAL_FATAL(fr_ri_heads_read_tensor(h, i, 0, hp + at, &err), FR_OK);
     at += fr_ri_heads_tensor_size(h, i);
   }
-  const fr_ri_heads_config *k = fr_ri_heads_config_of(h);
+  /* A copy: the heads (and their config) go with the trainer below. */
+  const fr_ri_heads_config kc = *fr_ri_heads_config_of(h), *k = &kc;
   int feature = fr_trainer_ri_feature_layer(t);
   CU_ASSERT_EQUAL(feature, 48);
   fr_trainer_destroy(t);
