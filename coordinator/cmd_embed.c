@@ -62,6 +62,7 @@ typedef struct embed_job {
   float *input;       /* batch x H x W x C */
   float *embeddings;  /* batch x D */
   float *norms;
+  float *ri; /* learned RI per batch slot (NaN without RI heads) */
   int images_in_batch;
   pending_row *rows;
   int n_rows, cap_rows;
@@ -116,7 +117,8 @@ static int flush_rows(embed_job *job, fr_error *err)
 {
   int rc = FR_OK;
   if (job->images_in_batch > 0)
-    rc = fr_engine_run(job->engine, job->input, job->images_in_batch, job->embeddings, job->norms, NULL, err);
+    rc = fr_engine_run_ri(job->engine, job->input, job->images_in_batch, job->embeddings, job->norms, NULL, job->ri,
+                          err);
   if (rc)
     return rc;
   if (job->n_rows == 0) {
@@ -133,7 +135,8 @@ static int flush_rows(embed_job *job, fr_error *err)
     out[i] = (fr_result_row){.key = r->key, .label = r->label, .status = r->status, .error = r->error,
                              .width = r->width, .height = r->height,
                              .embedding = slot >= 0 ? job->embeddings + (size_t)slot * d : NULL,
-                             .norm = slot >= 0 ? job->norms[slot] : NAN, .ers = NAN, .ri = NAN};
+                             .norm = slot >= 0 ? job->norms[slot] : NAN, .ers = NAN,
+                             .ri = slot >= 0 ? job->ri[slot] : NAN};
     if (slot >= 0 && job->model.ui_centre) /* d_UI (ERS-style quality) whenever the model has a UI centre */
       out[i].ers = (float)(1.0 - fr_ri_cosine(job->embeddings + (size_t)slot * d, job->model.ui_centre, d));
     job->n_ok += r->status == FR_ITEM_OK;
@@ -383,7 +386,8 @@ int fr_cmd_embed(int argc, char **argv)
     job.input = malloc((size_t)job.batch * per * sizeof(float));
     job.embeddings = malloc((size_t)job.batch * job.model.embedding_size * sizeof(float));
     job.norms = malloc((size_t)job.batch * sizeof(float));
-    if (!job.input || !job.embeddings || !job.norms)
+    job.ri = malloc((size_t)job.batch * sizeof(float));
+    if (!job.input || !job.embeddings || !job.norms || !job.ri)
       rc = fr_error_set(&err, FR_ERR_NOMEM, "out of memory for a batch of %d images", job.batch);
   }
   fr_input_list expanded = {0};
@@ -438,6 +442,7 @@ int fr_cmd_embed(int argc, char **argv)
   free(job.input);
   free(job.embeddings);
   free(job.norms);
+  free(job.ri);
   fr_engine_destroy(job.engine);
   fr_vk_context_destroy(ctx);
   fr_model_free(&job.model);

@@ -22,6 +22,7 @@
 #include "faceri/engine.h"
 #include "faceri/image.h"
 #include "faceri/ri.h"
+#include "faceri/results_reader.h"
 #include "faceri/ri_infer.h"
 #include "test_util.h"
 
@@ -205,6 +206,45 @@ static void test_learned_ri_ranks_like_eq3(void)
   double rho = fr_run_ri_spearman(a, xi, N);
   printf("\n    held out: %d images, Spearman(learned RI, Eq. 3 RI) = %.3f", N, rho);
   CU_ASSERT(rho >= 0.5);
+  /* faceri embed and faceri run with this model fill /quality/ri with the same xi^ (the
+   * heads run inside the engine, on the feature layer's output) */
+  static const char *const runs[2] = {"embed", "run --workers 1"};
+  for (int r = 0; r < 2; r++) {
+    char cmd[2048], json[4096];
+    snprintf(cmd, sizeof(cmd), "cd %s && %s/faceri %s --json -m ri.h5 -o held%d.h5 held 2>&1 >/dev/null | tail -3 >&2",
+             g_dir, FACERI_BINARY_DIR, runs[r], r);
+    FILE *pipe = popen(cmd, "r");
+    size_t got = pipe ? fread(json, 1, sizeof(json) - 1, pipe) : 0;
+    json[got] = '\0';
+    CU_ASSERT_FATAL(pipe && pclose(pipe) == 0);
+    snprintf(path, sizeof(path), "%s/held%d.h5", g_dir, r);
+    fr_results_reader *rr = NULL;
+    CU_ASSERT_EQUAL_FATAL(fr_results_reader_open(path, 0, &rr, &err), FR_OK);
+    CU_ASSERT_EQUAL_FATAL(fr_results_reader_items(rr), 9);
+    char *keys[9];
+    float ri[9];
+    CU_ASSERT_EQUAL_FATAL(fr_results_read_keys(rr, 0, 9, keys, &err), FR_OK);
+    CU_ASSERT_EQUAL_FATAL(fr_results_read_column(rr, "quality/ri", 0, 9, ri, &err), FR_OK);
+    double worst = 0;
+    int matched = 0;
+    for (int j = 0; j < 9; j++) {
+      int s = 0, i = 0;
+      if (sscanf(keys[j], "held/s%d/%d.pgm", &s, &i) != 2 || s < 1 || s > 3 || i < 8 || i > 10)
+        continue;
+      double want = xi_hat[((s - 1) * 3 + (i - 8)) * PER];
+      if (!(fabs((double)ri[j] - want) <= 1e-3 * fmax(fabs(want), 1e-3)))
+        printf("\n    %s: /quality/ri %g, heads on host features %g", keys[j], (double)ri[j], want);
+      double rel = fabs((double)ri[j] - want) / fmax(fabs(want), 1e-3);
+      worst = isfinite(ri[j]) ? fmax(worst, rel) : INFINITY;
+      matched++;
+    }
+    printf("\n    faceri %s: /quality/ri vs the heads on host features: %d items, worst relative difference %.2e",
+           runs[r], matched, worst);
+    CU_ASSERT_EQUAL(matched, 9);
+    CU_ASSERT(worst < 1e-3);
+    fr_results_free_keys(keys, 9);
+    fr_results_reader_close(rr);
+  }
   fr_ri_infer_destroy(inf);
   fr_vk_context_destroy(ctx);
   free(F);

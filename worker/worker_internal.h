@@ -40,6 +40,7 @@ typedef struct wk_batch {
   float *input; /* batch x per_image */
   float *emb;   /* batch x D */
   float *norms;
+  float *ri;
   wk_slot *slots;
   int n;
   int decode_next, decode_done; /* pool progress, under the pool lock */

@@ -244,7 +244,7 @@ static void run_batch(wk_pipeline *p, wk_batch *b)
   int rc = FR_OK;
   double t0 = wk_now();
   if (b->n > 0)
-    rc = fr_engine_run(p->engine, b->input, b->n, b->emb, b->norms, NULL, &e);
+    rc = fr_engine_run_ri(p->engine, b->input, b->n, b->emb, b->norms, NULL, b->ri, &e);
   double dt = wk_now() - t0;
   pthread_mutex_lock(&p->mu);
   if (b->n > 0) {
@@ -270,6 +270,7 @@ static void run_batch(wk_pipeline *p, wk_batch *b)
     } else {
       memcpy(job->emb + (size_t)slot->item * p->dim, b->emb + (size_t)s * p->dim, (size_t)p->dim * sizeof(float));
       job->res[slot->item].norm = b->norms[s];
+      job->res[slot->item].ri = fr_engine_has_ri(p->engine) ? b->ri[s] : NAN; /* learned RI (xi^) */
       if (p->ui_centre) /* d_UI whenever the model has a UI centre */
         job->res[slot->item].ers =
             (float)(1.0 - fr_ri_cosine(b->emb + (size_t)s * p->dim, p->ui_centre, p->dim));
@@ -311,6 +312,7 @@ static void free_buffers(wk_pipeline *p)
     free(p->buf[i].input);
     free(p->buf[i].emb);
     free(p->buf[i].norms);
+    free(p->buf[i].ri);
     free(p->buf[i].slots);
   }
 }
@@ -330,8 +332,9 @@ int wk_pipeline_start(wk_pipeline *p, fr_engine *engine, const fr_preprocess *pp
     b->input = malloc((size_t)batch * p->per_image * sizeof(float));
     b->emb = malloc((size_t)batch * dim * sizeof(float));
     b->norms = malloc((size_t)batch * sizeof(float));
+    b->ri = malloc((size_t)batch * sizeof(float));
     b->slots = calloc((size_t)batch, sizeof(wk_slot));
-    if (!b->input || !b->emb || !b->norms || !b->slots) {
+    if (!b->input || !b->emb || !b->norms || !b->ri || !b->slots) {
       free_buffers(p);
       return fr_error_set(err, FR_ERR_NOMEM, "worker: out of memory for %d batch buffers of %d images", WK_BUFFERS,
                           batch);

@@ -23,6 +23,14 @@ void fr_engine_destroy(fr_engine *engine);
 int fr_engine_run(fr_engine *engine, const float *input, int batch, float *embeddings, float *norms, float *raw,
                   fr_error *err);
 
+/* The same, plus the learned recognizability index xi^ per image (ri[batch]) when the
+ * model has RI heads (docs/RI_HEADS.md): they run on the feature layer's output in the
+ * same device submission. Without heads (or ri NULL) ri is filled with NaN / untouched. */
+int fr_engine_run_ri(fr_engine *engine, const float *input, int batch, float *embeddings, float *norms, float *raw,
+                     float *ri, fr_error *err);
+/* 1 when the engine computes the learned RI (the model has feature-map RI heads). */
+int fr_engine_has_ri(const fr_engine *engine);
+
 int fr_engine_chunk_size(const fr_engine *engine);       /* images per device submission */
 uint64_t fr_engine_activation_bytes(const fr_engine *engine);
 uint64_t fr_engine_weight_bytes(const fr_engine *engine);

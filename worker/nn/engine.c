@@ -1,4 +1,7 @@
 /* The inference engine: a model's layers as recorded dispatches. */
+#include <math.h>
+
+#include "faceri/ri_infer.h"
 #include "faceri/engine.h"
 
 #include <stdio.h>
@@ -32,6 +35,8 @@ struct fr_engine {
   /* Two recordings: full chunks and the last, partial one, so a batch that is
    * split never re-records between its chunks. */
   fr_vk_sequence *seqs[2];
+  fr_ri_infer *ri; /* the model's RI heads, run on the feature layer's output in the same submission */
+  int ri_layer;
   int recorded_batch[2];
   uint64_t weight_bytes, activation_bytes;
 };
@@ -188,6 +193,12 @@ static int record(fr_engine *e, fr_vk_sequence *seq, int batch, fr_error *err)
     if (rc)
       fr_error_prefix(err, "recording layer %d (%s)", i, l->name);
     fr_vk_sequence_barrier(seq);
+    /* Right after the feature layer, while its activation buffer still holds it (later
+     * layers reuse the buffers). */
+    if (!rc && e->ri && i == e->ri_layer) {
+      rc = fr_ri_infer_record(e->ri, seq, 0, batch, out, (fr_vk_arg){0}, err);
+      fr_vk_sequence_barrier(seq);
+    }
   }
   if (!rc)
     rc = fr_ops_record_l2norm(e->ops, seq, batch, m->embedding_size,
@@ -225,6 +236,29 @@ int fr_engine_create(fr_vk_context *ctx, const fr_model *model, const fr_engine_
     rc = plan_slots(e, err);
   if (!rc)
     rc = allocate_activations(e, err);
+  fr_ri_heads_config ri_cfg;
+  int ri_layer = -1;
+  fr_error ri_err = {0};
+  if (!rc && fr_model_has_ri_heads(model) &&
+      fr_ri_config_from_model(model, e->chunk, &ri_cfg, &ri_layer, &ri_err) != FR_OK)
+    /* Heads that do not fit this network (e.g. a copy cut at the feature layer): the
+     * embeddings are still right; only the learned RI is missing. */
+    fr_warn("engine: the model's RI heads are not used: %s", ri_err.message);
+  else if (!rc && fr_model_has_ri_heads(model)) {
+    rc = fr_ri_infer_create(ctx, model, e->chunk, &e->ri, err);
+    if (!rc && fr_ri_infer_config(e->ri)->reg_input != FR_RI_REG_FEATURES) {
+      /* Regression on the embedding needs the raw embedding after the feature layer's
+       * buffer is reused; not wired yet. */
+      fr_warn("engine: the model's RI head regresses from the embedding; the learned RI is not computed at "
+              "inference yet (/quality/ri stays NaN)");
+      fr_ri_infer_destroy(e->ri);
+      e->ri = NULL;
+    }
+    if (e->ri)
+      e->ri_layer = fr_ri_infer_feature_layer(e->ri);
+    if (rc)
+      fr_error_prefix(err, "engine: the model's RI heads");
+  }
   for (int i = 0; i < 2 && !rc; i++)
     rc = fr_vk_sequence_create(ctx, e->timing ? model->n_layers + 1 : 0, &e->seqs[i], err);
   if (rc) {
@@ -244,6 +278,7 @@ void fr_engine_destroy(fr_engine *e)
     return;
   fr_vk_sequence_destroy(e->seqs[0]);
   fr_vk_sequence_destroy(e->seqs[1]);
+  fr_ri_infer_destroy(e->ri);
   for (int i = 0; i < e->n_layers; i++) {
     fr_vk_buffer_destroy(e->ctx, &e->layers[i].weights);
     fr_vk_buffer_destroy(e->ctx, &e->layers[i].bias);
@@ -261,8 +296,16 @@ void fr_engine_destroy(fr_engine *e)
   free(e);
 }
 
+int fr_engine_has_ri(const fr_engine *e) { return e->ri != NULL; }
+
 int fr_engine_run(fr_engine *e, const float *input, int batch, float *embeddings, float *norms, float *raw,
                   fr_error *err)
+{
+  return fr_engine_run_ri(e, input, batch, embeddings, norms, raw, NULL, err);
+}
+
+int fr_engine_run_ri(fr_engine *e, const float *input, int batch, float *embeddings, float *norms, float *raw,
+                     float *ri, fr_error *err)
 {
   const fr_model *m = e->model;
   if (batch <= 0 || batch > e->max_batch)
@@ -293,6 +336,10 @@ int fr_engine_run(fr_engine *e, const float *input, int batch, float *embeddings
       rc = fr_vk_buffer_download(e->ctx, &e->norms, 0, norms + start, (uint64_t)n * sizeof(float), err);
     if (!rc && raw)
       rc = fr_vk_buffer_download(e->ctx, raw_buf, 0, raw + (uint64_t)start * d, d * (uint64_t)n * sizeof(float), err);
+    for (int i = 0; ri && i < n; i++)
+      ri[start + i] = NAN;
+    if (!rc && ri && e->ri)
+      rc = fr_ri_infer_read(e->ri, n, ri + start, NULL, err);
     if (rc) {
       fr_error_prefix(err, "running images %d..%d", start, start + n - 1);
       return rc;
