@@ -3,7 +3,9 @@
 
 /* The score tiles are the whole cost of duplicate search and gallery search:
  * -O3 lets GCC vectorise the lane loops (-O2 keeps its cheap cost model). */
+#if defined(__GNUC__) && !defined(__clang__) /* clang has no per-file optimize pragma (the fuzz build) */
 #pragma GCC optimize("O3")
+#endif
 
 #include <math.h>
 #include <stdlib.h>
