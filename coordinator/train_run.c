@@ -7,6 +7,7 @@
 
 #include "faceri/cli_util.h"
 #include "faceri/engine.h"
+#include "faceri/json_writer.h"
 #include "faceri/log.h"
 #include "faceri/model.h"
 #include "faceri/trainer.h"
@@ -436,28 +437,13 @@ int fr_train_run(const fr_train_run_options *o, fr_train_run_summary *sum, fr_er
   return rc;
 }
 
-static void json_str(FILE *out, const char *s)
-{
-  fputc('"', out);
-  for (; s && *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\')
-      fprintf(out, "\\%c", c);
-    else if (c < 0x20)
-      fprintf(out, "\\u%04x", c);
-    else
-      fputc(c, out);
-  }
-  fputc('"', out);
-}
-
 void fr_train_run_print_summary(const fr_train_run_options *o, const fr_train_run_summary *s, int rc,
                                 const char *error, FILE *out)
 {
   fprintf(out, "{\"command\":\"train\",\"status\":\"%s\",\"output\":", rc ? "error" : "complete");
-  json_str(out, o->output);
+  fr_json_string(out, o->output);
   fprintf(out, ",\"device\":");
-  json_str(out, s->device);
+  fr_json_string(out, s->device);
   fprintf(out,
           ",\"images\":%d,\"classes\":%d,\"items_read\":%lld,\"not_images\":%lld,\"unreadable\":%lld,"
           "\"input_errors\":%d,\"steps_per_epoch\":%lld,\"start_step\":%lld,\"end_step\":%lld,\"epochs_done\":%d,"
@@ -482,7 +468,7 @@ void fr_train_run_print_summary(const fr_train_run_options *o, const fr_train_ru
   }
   if (error) {
     fprintf(out, ",\"error\":");
-    json_str(out, error);
+    fr_json_string(out, error);
   }
   fprintf(out, "}\n");
 }
