@@ -27,7 +27,8 @@ static const char usage[] =
     "      --resume             continue from OUT.h5's checkpoint (same data and options)\n"
     "      --loss KIND          arcface (default) or softmax\n"
     "      --s S, --m M         ArcFace scale and margin (default 64, 0.5)\n"
-    "      --epochs E           passes over the data (default 1)\n"
+    "      --epochs E           passes over the data (default 1; 0: write the initialised\n"
+    "                           model, head included, without a step)\n"
     "      --max-steps N        stop after N optimizer steps in total (0: no limit)\n"
     "  -b, --batch B            images per step (default 32); a last partial batch is dropped\n"
     "      --optim KIND         sgd (default) or adamw\n"
@@ -39,7 +40,8 @@ static const char usage[] =
     "      --warmup STEPS       linear warm-up steps (default 0)\n"
     "      --head-lr-mult X     the head's learning rate multiplier (default 1)\n"
     "      --train-from LAYER   freeze layers before this index (default 0: train all)\n"
-    "      --head-init KIND     mean (class means of the initial embeddings; default) or random\n"
+    "      --head-init KIND     mean (class means of the initial embeddings; default), random,\n"
+    "                           or model (--init's own head, written for the same classes)\n"
     "      --flip               random horizontal flips\n"
     "      --seed S             data order, flips and random head (default 1)\n"
     "      --crop X,Y,W,H       crop each image before resizing (as faceri run --crop)\n"
@@ -65,6 +67,7 @@ static const char usage[] =
     "      --project-normalized project v/|v| instead of the raw v (Eq. 8)\n"
     "      --ri-lr-mult X       the heads' learning-rate multiplier (default 1)\n"
     "      --degrade            very-low-resolution augmentation of the labelled images\n"
+    "                           (also without --ri)\n"
     "      --degrade-prob P     per image (default 0.5)\n"
     "      --degrade-sizes A:B  low-resolution side range in pixels (default 8:32)\n"
     "      --json               JSON summary only on stdout (default: also a text log on stderr)\n"
@@ -200,7 +203,7 @@ static int parse_args(int argc, char **argv, fr_train_run_options *o, int *help,
       break;
     case O_S: rc = parse_float("--s", optarg, 1e-3, 1e4, &o->s, err); o->s_given = 1; break;
     case O_M: rc = parse_float("--m", optarg, 0, 1.5, &o->m, err); o->m_given = 1; break;
-    case O_EPOCHS: rc = fr_parse_int("--epochs", optarg, 1, 1000000, &v, err); o->epochs = (int)v; break;
+    case O_EPOCHS: rc = fr_parse_int("--epochs", optarg, 0, 1000000, &v, err); o->epochs = (int)v; break;
     case O_MAX_STEPS: rc = fr_parse_int("--max-steps", optarg, 0, 1L << 40, &v, err); o->max_steps = v; break;
     case 'b': rc = fr_parse_int("--batch", optarg, 1, 4096, &v, err); o->batch = (int)v; break;
     case O_OPTIM:
@@ -227,12 +230,13 @@ static int parse_args(int argc, char **argv, fr_train_run_options *o, int *help,
     case O_HEAD_LR: rc = parse_float("--head-lr-mult", optarg, 0, 1e4, &o->head_lr_mult, err); break;
     case O_TRAIN_FROM: rc = fr_parse_int("--train-from", optarg, 0, 4096, &v, err); o->train_from = (int)v; break;
     case O_HEAD_INIT:
-      if (!strcmp(optarg, "mean"))
+      o->head_init_model = !strcmp(optarg, "model");
+      if (!strcmp(optarg, "mean") || o->head_init_model)
         o->head_init_mean = 1;
       else if (!strcmp(optarg, "random"))
         o->head_init_mean = 0;
       else
-        rc = fr_error_set(err, FR_ERR_INVALID, "--head-init \"%s\": expected mean or random", optarg);
+        rc = fr_error_set(err, FR_ERR_INVALID, "--head-init \"%s\": expected mean, random or model", optarg);
       break;
     case O_FLIP: o->flip = 1; break;
     case O_SEED: rc = fr_parse_int("--seed", optarg, 0, 0x7fffffffL, &v, err); o->seed = (uint32_t)v; break;

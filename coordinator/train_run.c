@@ -60,11 +60,15 @@ static void make_config(run_state *r)
            optim_name(o->optim), (double)o->lr, (double)o->momentum, (double)o->weight_decay,
            (double)o->max_grad_norm, (double)o->head_lr_mult, o->cosine ? "cosine" : "constant",
            o->cosine ? (long long)r->spe * o->epochs : 0LL, o->warmup, o->train_from,
-           o->head_init_mean ? "mean" : "random", o->flip, o->seed);
+           o->head_init_model ? "model" : o->head_init_mean ? "mean" : "random", o->flip, o->seed);
   if (o->ri) { /* appended inside the object, so a run without --ri keeps its config */
     size_t at = strlen(r->config) - 1;
     fr_run_ri_config(r, r->config + at, sizeof(r->config) - at - 1);
     strcat(r->config, "}");
+  } else if (o->degrade) { /* with --ri the degradation is part of the ri object */
+    size_t at = strlen(r->config) - 1;
+    snprintf(r->config + at, sizeof(r->config) - at, ",\"degrade\":{\"prob\":%.9g,\"sizes\":\"%d:%d\"}}",
+             (double)o->degrade_prob, o->degrade_opts.min_size, o->degrade_opts.max_size);
   }
 }
 
@@ -192,6 +196,30 @@ static int head_from_means(run_state *r, fr_error *err)
   return rc;
 }
 
+/* --head-init model: the starting model's own head, when it was made for exactly these
+ * classes (an ablation shares one head initialisation instead of recomputing the class
+ * means for every run: `faceri train --epochs 0` writes one). */
+static int head_from_model(run_state *r, fr_error *err)
+{
+  const char *from = r->o->init ? r->o->init : fr_model_default_path();
+  int C = r->data.n_classes, dim = r->model.embedding_size;
+  const fr_model_tensor *p = fr_model_find_tensor(&r->model, PROTOTYPES);
+  if (!p || p->rank != 2 || p->dims[0] != C || p->dims[1] != dim)
+    return fr_error_set(err, FR_ERR_INVALID, "--head-init model: %s has no %s of %d x %d (the data's classes)", from,
+                        PROTOTYPES, C, dim);
+  const fr_model_training *t = &r->model.training;
+  if (!t->present || t->n_classes != C || !t->class_names)
+    return fr_error_set(err, FR_ERR_INVALID, "--head-init model: %s does not name its %d classes (/training)", from,
+                        C);
+  const char *name = t->class_names;
+  for (int k = 0; k < C; k++, name += strlen(name) + 1)
+    if (strcmp(name, r->data.class_names[k]) != 0)
+      return fr_error_set(err, FR_ERR_INVALID, "--head-init model: class %d is '%s' in %s, '%s' in the data", k, name,
+                          from, r->data.class_names[k]);
+  memcpy(r->head, p->data, (size_t)C * dim * sizeof(float));
+  return FR_OK;
+}
+
 static int create_trainer(run_state *r, fr_error *err)
 {
   const fr_train_run_options *o = r->o;
@@ -220,6 +248,9 @@ static int create_trainer(run_state *r, fr_error *err)
   int rc = FR_OK;
   if (o->resume) {
     memcpy(r->head, fr_model_find_tensor(&r->model, PROTOTYPES)->data, (size_t)C * dim * sizeof(float));
+    t.head = r->head;
+  } else if (o->head_init_model) {
+    rc = head_from_model(r, err);
     t.head = r->head;
   } else if (o->head_init_mean) {
     rc = head_from_means(r, err);
@@ -319,7 +350,8 @@ static int train_steps(run_state *r, fr_train_run_summary *sum, fr_error *err)
     fr_train_data_batch(&r->data, r->order + pos * B, B, r->model.mean, r->model.std, r->flips, r->images, r->labels);
     fr_trainer_batch tb = {r->images, r->labels, r->flags, B + r->U, 0.0f, 1.0f};
     fr_trainer_losses tl;
-    if (o->ri) {
+    rc = fr_run_degrade(r, err);
+    if (!rc && o->ri) {
       rc = fr_run_ri_compose(r, err);
       fr_run_ri_mu_sigma(r, &tb.mu_ui, &tb.sigma_ui);
     }
@@ -364,7 +396,7 @@ static int train_steps(run_state *r, fr_train_run_summary *sum, fr_error *err)
     }
   }
   fr_progress_finish(&prog);
-  if (!rc && saved_at != r->step)
+  if (!rc && (saved_at != r->step || r->step == 0)) /* --epochs 0 still writes the initialised model */
     rc = checkpoint(r, err);
   sum->end_step = r->step;
   sum->seconds = fr_now_seconds() - t0;

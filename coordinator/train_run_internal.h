@@ -49,6 +49,9 @@ void fr_run_ri_mu_sigma(const run_state *r, float *mu, float *sigma);
 int fr_run_ri_after_step(run_state *r, const fr_trainer_losses *l, fr_error *err);
 void fr_run_ri_epoch_end(run_state *r, fr_train_run_summary *sum, int64_t epoch);
 int fr_run_ri_checkpoint(run_state *r, fr_error *err);
+/* --degrade: replaces the chosen rows of the composed batch by degraded copies (with or
+ * without the RI heads; seeded by (seed, step, row) so --resume draws the same). */
+int fr_run_degrade(run_state *r, fr_error *err);
 void fr_run_ri_free(run_state *r);
 /* Spearman's rho of n pairs (average ranks for ties); NaN when n < 3 or a side is constant. */
 double fr_run_ri_spearman(const double *a, const double *b, int n);

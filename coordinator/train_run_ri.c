@@ -98,13 +98,17 @@ int fr_run_ri_restore(run_state *r, fr_error *err)
   return rc;
 }
 
-int fr_run_ri_compose(run_state *r, fr_error *err)
+int fr_run_degrade(run_state *r, fr_error *err)
 {
   const fr_train_run_options *o = r->o;
   size_t img = (size_t)r->model.input_h * r->model.input_w * 3;
   int W = r->model.input_w, H = r->model.input_h, B = o->batch;
   int64_t pos = r->step % r->spe;
-  for (int b = 0; o->degrade && b < B; b++) {
+  if (!o->degrade)
+    return FR_OK;
+  if (!r->tmp8 && !(r->tmp8 = malloc(img)))
+    return fr_error_set(err, FR_ERR_NOMEM, "--degrade: out of memory for a %dx%d image", W, H);
+  for (int b = 0; b < B; b++) {
     if ((double)(draw(r, 0xde6, r->step, b) >> 11) * (1.0 / 9007199254740992.0) >= o->degrade_prob)
       continue;
     int32_t idx = r->order[pos * B + b];
@@ -114,6 +118,15 @@ int fr_run_ri_compose(run_state *r, fr_error *err)
       return rc;
     fr_train_data_to_input(r->tmp8, W, H, r->model.mean, r->model.std, r->flips[b], r->images + (size_t)b * img);
   }
+  return FR_OK;
+}
+
+int fr_run_ri_compose(run_state *r, fr_error *err)
+{
+  const fr_train_run_options *o = r->o;
+  size_t img = (size_t)r->model.input_h * r->model.input_w * 3;
+  int W = r->model.input_w, H = r->model.input_h, B = o->batch;
+  (void)err;
   for (int j = 0; j < r->U; j++) {
     int64_t k = r->step * r->U + j, e = k / r->ui.n_images;
     if (e != r->ui_order_epoch) {

@@ -39,7 +39,7 @@ static int ready(void)
 
 static int train(const char *extra, const char *out_name, char *json, size_t cap)
 {
-  char cmd[2048];
+  char cmd[4096];
   snprintf(cmd, sizeof(cmd), "%s/faceri train " COMMON " %s -o %s/%s %s 2>%s/%s.log", FACERI_BINARY_DIR, extra, g_dir,
            out_name, g_orl, g_dir, out_name);
   return run(cmd, json, cap);
@@ -109,6 +109,88 @@ static void test_resume_is_exact(void)
   fr_model_free(&b);
 }
 
+/* --degrade is the very-low-resolution augmentation of any fine-tune, not only of --ri runs:
+ * it changes what the network sees from the first step, is part of the checkpointed config,
+ * and stays exact across --resume (its draws are seeded by seed, step and row). */
+static void test_degrade_without_heads(void)
+{
+  if (!ready())
+    TEST_SKIP("model or %s missing", g_orl);
+  if (getenv("FACERI_SANITIZER_RUN"))
+    TEST_SKIP("training runs are slow under the sanitizers; the optimised pass runs them");
+  char json[4096], plain[4096];
+  CU_ASSERT_EQUAL_FATAL(train("--max-steps 1", "plain1.h5", plain, sizeof(plain)), 0);
+  CU_ASSERT_EQUAL_FATAL(train("--max-steps 3 --degrade --degrade-prob 1 --degrade-sizes 8:12", "deg.h5", json,
+                              sizeof(json)), 0);
+  const char *a = strstr(plain, "\"first_loss\":"), *b = strstr(json, "\"first_loss\":");
+  CU_ASSERT_FATAL(a && b);
+  printf("\n    first loss plain %.6g, degraded to 8-12 px %.6g\n", atof(a + 13), atof(b + 13));
+  CU_ASSERT(atof(b + 13) > atof(a + 13)); /* 8-12 px faces are harder for the pretrained network */
+  CU_ASSERT_EQUAL_FATAL(train("--max-steps 1 --degrade --degrade-prob 1 --degrade-sizes 8:12", "degcut.h5", json,
+                              sizeof(json)), 0);
+  CU_ASSERT_EQUAL_FATAL(train("--max-steps 3 --degrade --degrade-prob 1 --degrade-sizes 8:12 --resume", "degcut.h5",
+                              json, sizeof(json)), 0);
+  char p1[512], p2[512];
+  snprintf(p1, sizeof(p1), "%s/deg.h5", g_dir);
+  snprintf(p2, sizeof(p2), "%s/degcut.h5", g_dir);
+  fr_model m1, m2;
+  fr_error err = {0};
+  CU_ASSERT_EQUAL_FATAL(fr_model_load(p1, &m1, &err), FR_OK);
+  CU_ASSERT_EQUAL_FATAL(fr_model_load(p2, &m2, &err), FR_OK);
+  CU_ASSERT_STRING_EQUAL(m1.weights_sha256, m2.weights_sha256);
+  CU_ASSERT(m1.training.config && strstr(m1.training.config, "\"degrade\":{\"prob\":1,\"sizes\":\"8:12\"}"));
+  fr_model_free(&m1);
+  fr_model_free(&m2);
+  /* resuming the degraded run without --degrade is a changed config, named */
+  CU_ASSERT_EQUAL(train("--max-steps 4 --resume", "degcut.h5", json, sizeof(json)), 2);
+  char log[512], text[4096] = "";
+  snprintf(log, sizeof(log), "%s/degcut.h5.log", g_dir);
+  FILE *f = fopen(log, "r");
+  if (f) {
+    text[fread(text, 1, sizeof(text) - 1, f)] = '\0';
+    fclose(f);
+  }
+  CU_ASSERT_PTR_NOT_NULL(strstr(text, "degrade"));
+}
+
+/* --epochs 0 writes the initialised model (class-means head, no step); --head-init model
+ * starts from that head: the same run as one that computes the means itself, and a data
+ * set with other classes is refused. */
+static void test_shared_head_init(void)
+{
+  if (!ready())
+    TEST_SKIP("model or %s missing", g_orl);
+  if (getenv("FACERI_SANITIZER_RUN"))
+    TEST_SKIP("training runs are slow under the sanitizers; the optimised pass runs them");
+  char json[4096], a[4096], b[4096], extra[1024];
+  CU_ASSERT_EQUAL_FATAL(train("--epochs 0", "init0.h5", json, sizeof(json)), 0);
+  CU_ASSERT_PTR_NOT_NULL(strstr(json, "\"end_step\":0"));
+  CU_ASSERT_EQUAL_FATAL(train("--max-steps 2", "means.h5", a, sizeof(a)), 0);
+  snprintf(extra, sizeof(extra), "--max-steps 2 --head-init model --init %s/init0.h5", g_dir);
+  CU_ASSERT_EQUAL_FATAL(train(extra, "shared.h5", b, sizeof(b)), 0);
+  const char *la = strstr(a, "\"last_loss\":"), *lb = strstr(b, "\"last_loss\":");
+  CU_ASSERT_FATAL(la && lb);
+  CU_ASSERT_EQUAL(atof(la + 12), atof(lb + 12));
+  char p1[512], p2[512];
+  snprintf(p1, sizeof(p1), "%s/means.h5", g_dir);
+  snprintf(p2, sizeof(p2), "%s/shared.h5", g_dir);
+  fr_model m1, m2;
+  fr_error err = {0};
+  CU_ASSERT_EQUAL_FATAL(fr_model_load(p1, &m1, &err), FR_OK);
+  CU_ASSERT_EQUAL_FATAL(fr_model_load(p2, &m2, &err), FR_OK);
+  CU_ASSERT_STRING_EQUAL(m1.weights_sha256, m2.weights_sha256);
+  fr_model_free(&m1);
+  fr_model_free(&m2);
+  char cmd[2048], out[4096];
+  snprintf(cmd, sizeof(cmd),
+           "%s/faceri train --identities 0:5 --batch 4 --max-steps 1 --head-init model --init %s/init0.h5 -o "
+           "%s/other.h5 %s 2>&1",
+           FACERI_BINARY_DIR, g_dir, g_dir, g_orl);
+  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 2);
+  CU_ASSERT_PTR_NOT_NULL(strstr(out, "--head-init model"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(out, "init0.h5"));
+}
+
 static void test_refusals(void)
 {
   if (!ready())
@@ -163,6 +245,8 @@ int main(void)
   CU_pSuite s = CU_add_suite("faceri train", suite_init, suite_clean);
   CU_add_test(s, "loss falls on real faces", test_loss_falls);
   CU_add_test(s, "resume is exact", test_resume_is_exact);
+  CU_add_test(s, "--degrade without the heads", test_degrade_without_heads);
+  CU_add_test(s, "--epochs 0 and --head-init model", test_shared_head_init);
   CU_add_test(s, "refusals name the cause", test_refusals);
   return test_run_all();
 }

@@ -37,6 +37,7 @@ typedef struct fr_train_run_options {
   int cosine, warmup;
   int train_from;
   int head_init_mean;
+  int head_init_model;        /* the --init model's /prototypes (same classes), not the means */
   int flip;
   uint32_t seed;
   int64_t checkpoint_every; /* 0: epoch ends only */
