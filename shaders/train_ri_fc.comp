@@ -1,7 +1,8 @@
 #version 450
 // Fully connected layers of the RI heads (faceri/ri_heads.h): y[r, o] = b[o] + sum_k
 // in(r, k) w[o, k] over a [rows, K] input, and its three gradients. One invocation per
-// output, every sum a fixed-order loop: bit-identical reruns, no atomics.
+// output, every sum a fixed-order loop: bit-identical reruns, no atomics. M_COPY moves
+// rows between the batch buffer and the attention FC's GEMM operands (ri_heads_fc.c).
 //   in(r, k) = x[x_off + r K + k], then max(0, .) with F_INPUT_RELU, then the dropout
 //   mask of element (row0 + r) K + k (the batch row, so masks do not depend on chunking).
 // Element offsets come as push constants so a chunk's rows need no aligned binding.
@@ -24,6 +25,7 @@ layout(push_constant) uniform Push {
 #define M_BWD_DATA 1u
 #define M_BWD_W 2u
 #define M_BWD_B 3u
+#define M_COPY 4u
 #define F_ACCUM 1u
 #define F_DROPOUT 2u
 #define F_INPUT_RELU 4u
@@ -78,6 +80,10 @@ void main()
     for (uint r = 0u; r < p.rows; r++)
       s += y[p.y_off + r * p.O + o] * in_x(r, k);
     w[i] = acc ? w[i] + s : s;
+  } else if (p.mode == M_COPY) { // rows x O floats between a chunk's batch rows and a binding at offset 0
+    if (i >= p.rows * p.O)
+      return;
+    y[p.y_off + i] = x[p.x_off + i];
   } else if (p.mode == M_BWD_B) {
     if (i >= p.O)
       return;

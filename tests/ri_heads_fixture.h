@@ -155,13 +155,15 @@ static inline double rel_err(const double *got, const double *want, size_t n)
 static inline void configs(fr_ri_heads_config *c, int *n)
 {
   fr_ri_heads_config a = fr_ri_heads_defaults(HH, WW, CC, DIM, B);
-  c[0] = a; /* the paper's defaults */
+  c[0] = a; /* the paper's defaults, the attention FC's forward on the GEMM on any device */
+  c[0].att_fwd_gemm = 1;
   c[1] = a; /* every option flipped */
   c[1].detach_vproj = 0;
   c[1].project_normalized = 1;
   c[1].mse_sum_dim = 1;
   c[1].ui_terms = FR_RI_TERM_ID | FR_RI_TERM_MSE;
   c[1].dropout = 0.2f;
+  c[1].att_fwd_gemm = -1; /* one workgroup per output (a GPU's default) */
   c[2] = a; /* CR-FIQA-style regression on the embedding, no attention */
   c[2].reg_input = FR_RI_REG_EMBEDDING;
   c[2].attention = 0;

@@ -9,7 +9,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "faceri/model.h"
+#include "faceri/ri_infer.h"
 #include "test_util.h"
 
 static char g_tmp[256];
@@ -117,6 +120,87 @@ static void test_roundtrip(void)
   fr_model_free(&back);
 }
 
+/* faceri model info (fr_model_print_info) names the heads and their configuration, the
+ * UI centre's provenance (with a fingerprint of its input list) and the training state. */
+static void test_info(void)
+{
+  fr_model m;
+  make_model(&m);
+  fr_error err = {0};
+  fr_ri_heads_config k = fr_ri_heads_defaults(1, 1, 2, 2, 1);
+  k.reg_input = FR_RI_REG_EMBEDDING;
+  k.tau = 1.5f;
+  k.dropout = 0.25f;
+  k.ui_terms = FR_RI_TERM_ID;
+  float cfg[FR_RI_CONFIG_FLOATS], stats[3] = {40, 1.25f, 0.5f};
+  fr_ri_config_encode(&k, 0, cfg);
+  int64_t d = FR_RI_CONFIG_FLOATS;
+  CU_ASSERT_EQUAL_FATAL(fr_model_set_tensor(&m, FR_RI_TENSOR_ROOT "config", 1, &d, cfg, &err), FR_OK);
+  for (int i = 0; i < fr_ri_ref_tensor_count(&k); i++) {
+    size_t n = fr_ri_ref_tensor_size(&k, i);
+    float *v = calloc(n, sizeof(float));
+    char path[FR_MODEL_TENSOR_PATH];
+    snprintf(path, sizeof(path), FR_RI_TENSOR_ROOT "%s", fr_ri_ref_tensor_name(&k, i));
+    v[0] = 0.5f;
+    d = (int64_t)n;
+    CU_ASSERT_EQUAL_FATAL(fr_model_set_tensor(&m, path, 1, &d, v, &err), FR_OK);
+    free(v);
+  }
+  d = 3;
+  CU_ASSERT_EQUAL_FATAL(fr_model_set_tensor(&m, FR_RI_TENSOR_ROOT "ui_stats", 1, &d, stats, &err), FR_OK);
+  m.ui_centre = malloc(2 * sizeof(float));
+  m.ui_centre[0] = 0.6f, m.ui_centre[1] = 0.8f;
+  m.ui.count = 7;
+  m.ui.resultant = 0.9;
+  snprintf(m.ui.created, sizeof(m.ui.created), "2025-01-02T03:04:05Z");
+  snprintf(m.ui.face_region, sizeof(m.ui.face_region), "head 1,2,3,4 of 5x6");
+  static const char inputs[] = "a.jpg\t10\t20\tabc\nb.jpg\t11\t21\tdef\n";
+  m.ui.inputs = strdup(inputs);
+  add_training(&m);
+  free(m.training.config);
+  m.training.config = strdup("{\"data\":\"0123456789abcdef0123\",\"images\":12,\"loss\":\"arcface\",\"batch\":4,"
+                             "\"seed\":7,\"ri\":{\"alpha\":5,\"reg_input\":\"embedding\",\"ui_per_batch\":2}}");
+  char path[512];
+  path_in_tmp(path, sizeof(path), "info.h5");
+  CU_ASSERT_EQUAL_FATAL(fr_model_save(&m, path, &err), FR_OK);
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  CU_ASSERT_EQUAL(fr_model_print_info(path, f, &err), FR_OK);
+  fclose(f);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned mdlen = 0;
+  char hex[65] = "", want[200];
+  CU_ASSERT_FATAL(EVP_Digest(inputs, strlen(inputs), md, &mdlen, EVP_sha256(), NULL) == 1 && mdlen == 32);
+  for (unsigned i = 0; i < 32; i++)
+    snprintf(hex + 2 * i, 3, "%02x", md[i]);
+  snprintf(want, sizeof(want), "UI inputs       2 listed (path, size, mtime, sha256), fingerprint sha256 %s", hex);
+  const char *expect[] = {
+      "mean of 7 UI faces (head 1,2,3,4 of 5x6), made 2025-01-02T03:04:05Z",
+      want,
+      "                b.jpg\t11\t21\tdef\n",
+      "RI heads        regression and attention, on layer 0 (tiny/conv, 1x1x2), dim 2",
+      "  regression    on the raw embedding (CR-FIQA style) (3 parameters), dropout 0.25",
+      "  attention     CBAM (reduction 16, 7x7 spatial conv, BN eps 1e-05 momentum 0.01",
+      "alpha 5, beta 2, gamma 1; tau 1.5, smooth-L1 beta 0.75; v' from the raw v, detached; MSE mean over rows x dim; "
+      "UI rows in ID\n",
+      "  UI xi^        40 samples, mean 1.25, variance 0.5",
+      "training        step 3 = 1.00 epochs of 3 steps (12 images, batch 4)\n",
+      "  classes       3: alice, bob, carol\n",
+      "  loss history  3 values, 5.50000 at the first step, 3.12500 at the last\n",
+      "  optimizer     40 bytes of state\n",
+      "  config        data 0123456789abcdef, loss arcface, seed 7, alpha 5, reg_input embedding, ui_per_batch 2\n",
+      "  config JSON   {\"data\":"};
+  for (size_t i = 0; i < sizeof(expect) / sizeof(expect[0]); i++)
+    if (!strstr(text, expect[i])) {
+      printf("\n    missing: %s", expect[i]);
+      CU_FAIL("model info output");
+    }
+  free(text);
+  unlink(path);
+  fr_model_free(&m);
+}
+
 static void test_bad_tensors(void)
 {
   fr_model m;
@@ -210,6 +294,7 @@ int main(void)
   CU_pSuite s = CU_add_suite("model extras", suite_init, suite_clean);
   CU_add_test(s, "round trip of tensors and training state", test_roundtrip);
   CU_add_test(s, "bad tensors refused", test_bad_tensors);
+  CU_add_test(s, "model info shows the heads, the UI centre and the training", test_info);
   CU_add_test(s, "damaged groups refused", test_damaged_groups);
   return test_run_all();
 }

@@ -442,6 +442,30 @@ static void test_optimizer(void)
     CU_ASSERT(worst < 1e-6);
     free(p), free(gr);
   }
+  /* Inference after the device-side update uses the new weights (the GEMM forward's
+   * packed copy is regathered): the reference on the parameters read back. */
+  for (int i = 0; i < f->nt; i++) {
+    float *p = malloc(f->tn[i] * sizeof(float));
+    CU_ASSERT_EQUAL(fr_ri_heads_read_tensor(h, i, 0, p, &err), FR_OK);
+    for (size_t k = 0; k < f->tn[i]; k++)
+      f->pd[i][k] = p[k];
+    free(p);
+  }
+  fr_ri_ref_inputs in = ref_inputs(f, 0);
+  f->out = (fr_ri_ref_outputs){.xi_hat = f->xh, .v_attn = f->va};
+  CU_ASSERT_EQUAL(fr_ri_ref_run(&c[0], f->pd, &in, &f->out, NULL, NULL, NULL, NULL, &err), FR_OK);
+  rc = fr_vk_sequence_begin(seq, &err);
+  if (!rc)
+    rc = fr_ri_heads_record_infer(h, seq, 0, B, (fr_vk_arg){&d.F, 0, 0}, (fr_vk_arg){&d.v, 0, 0}, &err);
+  if (!rc)
+    rc = fr_vk_sequence_end(seq, &err);
+  if (!rc)
+    rc = fr_vk_sequence_run(seq, &err);
+  CU_ASSERT_EQUAL_FATAL(rc, FR_OK);
+  float xh[B], va[B * DIM];
+  CU_ASSERT_EQUAL(fr_ri_heads_read_outputs(h, B, xh, va, &err), FR_OK);
+  CU_ASSERT(cmp_f(xh, f->xh, B) < 2e-4);
+  CU_ASSERT(cmp_f(va, f->va, B * DIM) < 2e-4);
   fr_vk_sequence_destroy(seq);
   fr_optimizer_destroy(opt);
   fr_ri_heads_destroy(h);

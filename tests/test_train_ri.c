@@ -254,6 +254,85 @@ static void test_learned_ri_ranks_like_eq3(void)
   fr_model_free(&m);
 }
 
+/* A model trained with the CR-FIQA-style regression on the embedding: the engine's one
+ * call gives the xi^ and v_attn of the heads run on host features and host raw embeddings. */
+static void test_embedding_regression_in_engine(void)
+{
+  if (!ready())
+    TEST_SKIP("model, %s or %s missing", g_orl, g_inria);
+  CU_ASSERT_FATAL(prepare());
+  char json[8192], path[512];
+  CU_ASSERT_EQUAL_FATAL(train("--max-steps 1 --reg-input embedding", "emb.h5", json, sizeof(json)), 0);
+  snprintf(path, sizeof(path), "%s/emb.h5", g_dir);
+  fr_model m;
+  fr_error err = {0};
+  CU_ASSERT_EQUAL_FATAL(fr_model_load(path, &m, &err), FR_OK);
+  enum { N = 4 };
+  int dim = m.embedding_size;
+  size_t img = (size_t)m.input_w * m.input_h * 3;
+  float *in = malloc(N * img * sizeof(float)), xi_hat[N], xi_eng[N];
+  uint32_t seed = 99u;
+  for (size_t i = 0; in && i < N * img; i++) {
+    seed = seed * 1664525u + 1013904223u;
+    in[i] = (float)(seed >> 8) / 8388608.0f - 1.0f;
+  }
+  fr_vk_context *ctx = NULL;
+  fr_ri_infer *inf = NULL;
+  fr_engine *e = NULL;
+  CU_ASSERT_EQUAL_FATAL(fr_vk_context_create(NULL, &ctx, &err), FR_OK);
+  CU_ASSERT_EQUAL_FATAL(fr_ri_infer_create(ctx, &m, N, &inf, &err), FR_OK);
+  const fr_ri_heads_config *k = fr_ri_infer_config(inf);
+  CU_ASSERT_FATAL(k->reg_input == FR_RI_REG_EMBEDDING && k->attention);
+  float *F = malloc((size_t)N * k->h * k->w * k->c * sizeof(float)), *v = malloc((size_t)N * dim * sizeof(float));
+  float *va = malloc((size_t)N * dim * sizeof(float)), *va_eng = malloc((size_t)N * dim * sizeof(float));
+  float *emb = malloc((size_t)N * dim * sizeof(float));
+  CU_ASSERT_FATAL(in && F && v && va && va_eng && emb);
+  CU_ASSERT_EQUAL_FATAL(features(&m, fr_ri_infer_feature_layer(inf), in, N, F, v, &err), FR_OK);
+  CU_ASSERT_EQUAL_FATAL(fr_ri_infer_run(inf, F, v, N, xi_hat, va, &err), FR_OK);
+  fr_engine_options eo = {.max_batch = N, .timing = 0};
+  CU_ASSERT_EQUAL_FATAL(fr_engine_create(ctx, &m, &eo, &e, &err), FR_OK);
+  CU_ASSERT(fr_engine_has_ri(e) && fr_engine_attention_dim(e) == dim);
+  fr_engine_outputs o = {emb, NULL, NULL, xi_eng, va_eng};
+  CU_ASSERT_EQUAL_FATAL(fr_engine_run_outputs(e, in, N, &o, &err), FR_OK);
+  double worst = 0, worst_va = 0;
+  for (int i = 0; i < N; i++)
+    worst = isfinite(xi_eng[i]) ? fmax(worst, fabs(xi_eng[i] - xi_hat[i]) / fmax(fabs(xi_hat[i]), 1e-3)) : INFINITY;
+  for (int i = 0; i < N * dim; i++)
+    worst_va = fmax(worst_va, fabs(va_eng[i] - va[i]) / fmax(fabs(va[i]), 1e-3));
+  printf("\n    embedding regression: engine vs heads on host arrays: xi^ %.2e, v_attn %.2e (xi^ %.4g %.4g ...)", worst,
+         worst_va, (double)xi_eng[0], (double)xi_eng[1]);
+  CU_ASSERT(worst < 1e-5);
+  CU_ASSERT(worst_va < 1e-5);
+  fr_engine_destroy(e);
+  fr_ri_infer_destroy(inf);
+  fr_vk_context_destroy(ctx);
+  free(in), free(F), free(v), free(va), free(va_eng), free(emb);
+  fr_model_free(&m);
+}
+
+/* faceri model info on the trained model names its heads, UI centre and training state. */
+static void test_model_info(void)
+{
+  if (!ready() || !g_trained)
+    TEST_SKIP("no trained model (the first test did not run)");
+  char cmd[2048], out[65536];
+  snprintf(cmd, sizeof(cmd), "cd %s && %s/faceri model info ri.h5", g_dir, FACERI_BINARY_DIR);
+  CU_ASSERT_EQUAL_FATAL(run(cmd, out, sizeof(out)), 0);
+  static const char *const expect[] = {
+      "RI heads        regression and attention, on layer 48", "  regression    on the flattened feature map",
+      "dropout 0 in training", "  attention     CBAM (reduction 16, 7x7 spatial conv", "-> v_attn [192]",
+      "alpha 5, beta 2, gamma 1; tau 1.645", "v' from v/|v|, detached", "  UI xi^        ",
+      "UI centre       192-d, mean of ", "UI inputs       ", "fingerprint sha256 ",
+      "step 15 = 3.00 epochs of 5 steps (21 images, batch 4)", "  classes       3: s1, s2, s3",
+      "  loss history  15 values",
+      "  config        data ", "reg_input features", "ui_per_batch 2"};
+  for (size_t i = 0; i < sizeof(expect) / sizeof(expect[0]); i++)
+    if (!strstr(out, expect[i])) {
+      printf("\n    missing: %s", expect[i]);
+      CU_FAIL("faceri model info");
+    }
+}
+
 static void test_resume_is_exact(void)
 {
   if (!ready())
@@ -336,6 +415,8 @@ int main(void)
   CU_pSuite s = CU_add_suite("faceri train --ri", suite_init, suite_clean);
   CU_add_test(s, "every loss term falls", test_terms_fall);
   CU_add_test(s, "learned RI ranks held-out images like Eq. 3", test_learned_ri_ranks_like_eq3);
+  CU_add_test(s, "faceri model info shows the heads", test_model_info);
+  CU_add_test(s, "embedding regression in the engine", test_embedding_regression_in_engine);
   CU_add_test(s, "resume is exact with the heads", test_resume_is_exact);
   CU_add_test(s, "refusals name the cause", test_refusals);
   return test_run_all();

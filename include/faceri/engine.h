@@ -23,13 +23,30 @@ void fr_engine_destroy(fr_engine *engine);
 int fr_engine_run(fr_engine *engine, const float *input, int batch, float *embeddings, float *norms, float *raw,
                   fr_error *err);
 
-/* The same, plus the learned recognizability index xi^ per image (ri[batch]) when the
- * model has RI heads (docs/RI_HEADS.md): they run on the feature layer's output in the
- * same device submission. Without heads (or ri NULL) ri is filled with NaN / untouched. */
+/* Everything one run gives; a NULL pointer is an output not wanted. */
+typedef struct fr_engine_outputs {
+  float *embeddings; /* [batch, D] L2-normalised */
+  float *norms;      /* [batch] the raw embedding's norm */
+  float *raw;        /* [batch, D] before normalisation */
+  float *ri;         /* [batch] the learned recognizability index xi^ (NaN: the model has no RI heads) */
+  float *v_attn;     /* [batch, D] the attention head's embedding (NaN: no attention head; see
+                        fr_engine_attention_dim) */
+} fr_engine_outputs;
+
+/* The model's RI heads (docs/RI_HEADS.md) run in the same device submission: the
+ * attention head and the feature-map regression on the feature layer's output, the
+ * embedding regression (CR-FIQA style) on the raw embedding after the last layer. */
+int fr_engine_run_outputs(fr_engine *engine, const float *input, int batch, const fr_engine_outputs *out,
+                          fr_error *err);
+/* fr_engine_run plus ri (may be NULL), as fr_engine_run_outputs. */
 int fr_engine_run_ri(fr_engine *engine, const float *input, int batch, float *embeddings, float *norms, float *raw,
                      float *ri, fr_error *err);
-/* 1 when the engine computes the learned RI (the model has feature-map RI heads). */
+/* 1 when the engine computes the learned RI (the model has RI heads it can run). */
 int fr_engine_has_ri(const fr_engine *engine);
+/* 1 when it also gives v_attn (the heads include the attention head). */
+int fr_engine_has_attention(const fr_engine *engine);
+/* Floats per image of v_attn (the embedding size), 0 without an attention head. */
+int fr_engine_attention_dim(const fr_engine *engine);
 
 int fr_engine_chunk_size(const fr_engine *engine);       /* images per device submission */
 uint64_t fr_engine_activation_bytes(const fr_engine *engine);

@@ -46,8 +46,15 @@
  * Batch outputs (xi^, v_attn, the loss terms) stay in the module's buffers.
  *
  * Determinism: no float atomics; every sum is a fixed-order loop (one invocation per
- * output) or the train_ops two-stage reductions: reruns are bit-identical. Results do
- * not depend on the chunking except for the rounding of the parameter-gradient sums.
+ * output), a GEMM tile's fixed-order k loop, or the train_ops two-stage reductions:
+ * reruns are bit-identical. Results do not depend on the chunking except for the
+ * rounding of the parameter-gradient sums.
+ *
+ * The attention FC (h*w*c -> dim, 4.8 M weights for MobileFaceNet) runs on the
+ * network's GEMM kernels: its forward as a 1x1 conv on a 1x1x(h*w*c) input
+ * (fr_ops_record_conv, on a packed copy of the weights that the heads regather from
+ * the parameters after every device-side update), its input and weight gradients on
+ * train_ops' 1x1 backward kernels.
  *
  * Inference (fr_ri_heads_record_infer): xi^ and v_attn per chunk, no dropout, batch
  * norm with its running statistics, no coupling between images. */
@@ -84,6 +91,8 @@ typedef struct fr_ri_heads_config {
   int mse_sum_dim;           /* 0: mean over rows x dim; 1: sum over dim, mean over rows (Eq. 9 literally) */
   unsigned ui_terms;         /* FR_RI_TERM_* bits UI rows take part in: 0 */
   uint32_t seed;             /* initial weights and the dropout masks */
+  int att_fwd_gemm;          /* attention FC forward: 0 auto (the texel GEMM on CPU devices, one workgroup
+                                per output on GPUs), 1 the GEMM, -1 one workgroup per output */
 } fr_ri_heads_config;
 
 /* The defaults above for a feature map h x w x c and an embedding of dim. */
@@ -146,6 +155,15 @@ int fr_ri_heads_record_train(fr_ri_heads *h, fr_vk_sequence *seq, fr_vk_arg F, c
  * of this chunk, read only with FR_RI_REG_EMBEDDING. */
 int fr_ri_heads_record_infer(fr_ri_heads *h, fr_vk_sequence *seq, int row0, int nb, fr_vk_arg F, fr_vk_arg v,
                              fr_error *err);
+/* The same in parts, for a caller that has F and v at different times (the engine
+ * reuses F's buffer long before the embedding exists): FR_RI_INFER_FEATURES records
+ * what reads F (the attention head; the regression on the feature map), FR_RI_INFER_-
+ * EMBEDDING the regression on the embedding (nothing for the feature-map variant).
+ * F is read only with the first, v only with the second. */
+#define FR_RI_INFER_FEATURES 1
+#define FR_RI_INFER_EMBEDDING 2
+int fr_ri_heads_record_infer_parts(fr_ri_heads *h, fr_vk_sequence *seq, int row0, int nb, fr_vk_arg F, fr_vk_arg v,
+                                   int parts, fr_error *err);
 
 /* ---- results of the last run ---- */
 typedef struct fr_ri_loss_values {

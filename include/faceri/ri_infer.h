@@ -11,9 +11,9 @@
  *
  * Worker use: create once per model; for every chunk, after the engine has written F
  * (NHWC [nb, h, w, c]) and v into device buffers, record fr_ri_infer_record into the
- * same sequence (it puts barriers around its own dispatches), run, then read
- * fr_ri_infer_read (or bind fr_ri_infer_outputs). fr_ri_infer_run does all of it
- * from host arrays. */
+ * same sequence (it puts barriers around its own dispatches), or its two parts where F
+ * and v live at different times (the engine: fr_engine_run_outputs), run, then read
+ * fr_ri_infer_read. fr_ri_infer_run does all of it from host arrays. */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,6 +54,11 @@ const fr_ri_heads_config *fr_ri_infer_config(const fr_ri_infer *r);
  * for the embedding regression; may be {0} otherwise). */
 int fr_ri_infer_record(fr_ri_infer *r, fr_vk_sequence *seq, int row0, int nb, fr_vk_arg F, fr_vk_arg v,
                        fr_error *err);
+/* The same in parts (FR_RI_INFER_FEATURES: what reads F, right after the feature layer;
+ * FR_RI_INFER_EMBEDDING: the embedding regression, once the raw embedding exists), for
+ * an engine that reuses F's buffer before v is computed. */
+int fr_ri_infer_record_parts(fr_ri_infer *r, fr_vk_sequence *seq, int row0, int nb, fr_vk_arg F, fr_vk_arg v,
+                             int parts, fr_error *err);
 /* xi^ [n] and (attention only, else pass NULL) v_attn [n, dim] of rows [0, n). */
 int fr_ri_infer_read(fr_ri_infer *r, int n, float *xi_hat, float *v_attn, fr_error *err);
 /* Host arrays in, host arrays out: F [n, h, w, c], v [n, dim] (may be NULL unless the

@@ -196,9 +196,15 @@ static int record(fr_engine *e, fr_vk_sequence *seq, int batch, fr_error *err)
     /* Right after the feature layer, while its activation buffer still holds it (later
      * layers reuse the buffers). */
     if (!rc && e->ri && i == e->ri_layer) {
-      rc = fr_ri_infer_record(e->ri, seq, 0, batch, out, (fr_vk_arg){0}, err);
+      rc = fr_ri_infer_record_parts(e->ri, seq, 0, batch, out, (fr_vk_arg){0}, FR_RI_INFER_FEATURES, err);
       fr_vk_sequence_barrier(seq);
     }
+  }
+  /* The embedding regression (if any) on the raw embedding, the output layer's buffer. */
+  if (!rc && e->ri) {
+    fr_vk_arg raw = whole(&e->slots[e->layers[m->output_layer].out_slot]);
+    rc = fr_ri_infer_record_parts(e->ri, seq, 0, batch, (fr_vk_arg){0}, raw, FR_RI_INFER_EMBEDDING, err);
+    fr_vk_sequence_barrier(seq);
   }
   if (!rc)
     rc = fr_ops_record_l2norm(e->ops, seq, batch, m->embedding_size,
@@ -246,15 +252,7 @@ int fr_engine_create(fr_vk_context *ctx, const fr_model *model, const fr_engine_
     fr_warn("engine: the model's RI heads are not used: %s", ri_err.message);
   else if (!rc && fr_model_has_ri_heads(model)) {
     rc = fr_ri_infer_create(ctx, model, e->chunk, &e->ri, err);
-    if (!rc && fr_ri_infer_config(e->ri)->reg_input != FR_RI_REG_FEATURES) {
-      /* Regression on the embedding needs the raw embedding after the feature layer's
-       * buffer is reused; not wired yet. */
-      fr_warn("engine: the model's RI head regresses from the embedding; the learned RI is not computed at "
-              "inference yet (/quality/ri stays NaN)");
-      fr_ri_infer_destroy(e->ri);
-      e->ri = NULL;
-    }
-    if (e->ri)
+    if (!rc)
       e->ri_layer = fr_ri_infer_feature_layer(e->ri);
     if (rc)
       fr_error_prefix(err, "engine: the model's RI heads");
@@ -297,15 +295,24 @@ void fr_engine_destroy(fr_engine *e)
 }
 
 int fr_engine_has_ri(const fr_engine *e) { return e->ri != NULL; }
+int fr_engine_has_attention(const fr_engine *e) { return e->ri && fr_ri_infer_config(e->ri)->attention; }
+int fr_engine_attention_dim(const fr_engine *e) { return fr_engine_has_attention(e) ? e->model->embedding_size : 0; }
 
 int fr_engine_run(fr_engine *e, const float *input, int batch, float *embeddings, float *norms, float *raw,
                   fr_error *err)
 {
-  return fr_engine_run_ri(e, input, batch, embeddings, norms, raw, NULL, err);
+  fr_engine_outputs o = {embeddings, norms, raw, NULL, NULL};
+  return fr_engine_run_outputs(e, input, batch, &o, err);
 }
 
 int fr_engine_run_ri(fr_engine *e, const float *input, int batch, float *embeddings, float *norms, float *raw,
                      float *ri, fr_error *err)
+{
+  fr_engine_outputs o = {embeddings, norms, raw, ri, NULL};
+  return fr_engine_run_outputs(e, input, batch, &o, err);
+}
+
+int fr_engine_run_outputs(fr_engine *e, const float *input, int batch, const fr_engine_outputs *out, fr_error *err)
 {
   const fr_model *m = e->model;
   if (batch <= 0 || batch > e->max_batch)
@@ -313,6 +320,7 @@ int fr_engine_run_ri(fr_engine *e, const float *input, int batch, float *embeddi
   uint64_t per_image = (uint64_t)m->input_h * m->input_w * m->input_c;
   uint64_t d = (uint64_t)m->embedding_size;
   const fr_vk_buffer *raw_buf = &e->slots[e->layers[m->output_layer].out_slot];
+  int attention = fr_engine_has_attention(e);
   for (int start = 0; start < batch; start += e->chunk) {
     int n = batch - start < e->chunk ? batch - start : e->chunk;
     int which = n == e->chunk ? 0 : 1;
@@ -329,17 +337,21 @@ int fr_engine_run_ri(fr_engine *e, const float *input, int batch, float *embeddi
                                per_image * (uint64_t)n * sizeof(float), err);
     if (!rc)
       rc = fr_vk_sequence_run(seq, err);
-    if (!rc)
-      rc = fr_vk_buffer_download(e->ctx, &e->embeddings, 0, embeddings + (uint64_t)start * d,
+    if (!rc && out->embeddings)
+      rc = fr_vk_buffer_download(e->ctx, &e->embeddings, 0, out->embeddings + (uint64_t)start * d,
                                  d * (uint64_t)n * sizeof(float), err);
-    if (!rc && norms)
-      rc = fr_vk_buffer_download(e->ctx, &e->norms, 0, norms + start, (uint64_t)n * sizeof(float), err);
-    if (!rc && raw)
-      rc = fr_vk_buffer_download(e->ctx, raw_buf, 0, raw + (uint64_t)start * d, d * (uint64_t)n * sizeof(float), err);
-    for (int i = 0; ri && i < n; i++)
-      ri[start + i] = NAN;
-    if (!rc && ri && e->ri)
-      rc = fr_ri_infer_read(e->ri, n, ri + start, NULL, err);
+    if (!rc && out->norms)
+      rc = fr_vk_buffer_download(e->ctx, &e->norms, 0, out->norms + start, (uint64_t)n * sizeof(float), err);
+    if (!rc && out->raw)
+      rc = fr_vk_buffer_download(e->ctx, raw_buf, 0, out->raw + (uint64_t)start * d, d * (uint64_t)n * sizeof(float),
+                                 err);
+    for (int i = 0; out->ri && !e->ri && i < n; i++)
+      out->ri[start + i] = NAN;
+    for (uint64_t i = 0; out->v_attn && !attention && i < (uint64_t)n * d; i++)
+      out->v_attn[(uint64_t)start * d + i] = NAN;
+    if (!rc && e->ri && (out->ri || (out->v_attn && attention)))
+      rc = fr_ri_infer_read(e->ri, n, out->ri ? out->ri + start : NULL,
+                            out->v_attn && attention ? out->v_attn + (uint64_t)start * d : NULL, err);
     if (rc) {
       fr_error_prefix(err, "running images %d..%d", start, start + n - 1);
       return rc;

@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "faceri/model.h"
-#include "faceri/ri_infer.h"
 #include "model_file_internal.h"
 
 #define MAX_CONFIG_BYTES (1u << 20)
@@ -294,44 +293,4 @@ int fr_mf_read_extras(hid_t f, fr_model *m, const char *path, fr_error *err)
   if (!rc && H5Lexists(f, "training", H5P_DEFAULT) > 0)
     rc = read_training(f, &m->training, path, err);
   return rc;
-}
-
-/* ---- printing ---- */
-
-void fr_mf_print_extras(const fr_model *m, FILE *out)
-{
-  if (m->n_tensors == 0)
-    fprintf(out, "heads           none (faceri train writes /prototypes; with --ri also /heads/ri)\n");
-  for (int i = 0; i < m->n_tensors; i++) {
-    const fr_model_tensor *t = &m->tensors[i];
-    char shape[96] = "";
-    size_t at = 0;
-    for (int k = 0; k < t->rank && at < sizeof(shape); k++)
-      at += (size_t)snprintf(shape + at, sizeof(shape) - at, "%s%lld", k ? "x" : "", (long long)t->dims[k]);
-    fprintf(out, "%-15s /%s [%s]\n", i ? "" : "tensors", t->path, shape);
-  }
-  fr_ri_heads_config cfg;
-  int feature = -1;
-  fr_error err = {0};
-  if (fr_model_has_ri_heads(m)) {
-    if (fr_ri_config_from_model(m, 1, &cfg, &feature, &err) == FR_OK)
-      fprintf(out,
-              "RI heads        on layer %d (%dx%dx%d): regression on the %s (dropout %g)%s; trained with alpha %g, "
-              "beta %g, gamma %g, tau %g, v' %s%s\n",
-              feature, cfg.h, cfg.w, cfg.c, cfg.reg_input == FR_RI_REG_EMBEDDING ? "embedding" : "feature map",
-              (double)cfg.dropout, cfg.attention ? ", CBAM attention -> v_attn" : ", no attention", (double)cfg.alpha,
-              (double)cfg.beta, (double)cfg.gamma, (double)cfg.tau, cfg.detach_vproj ? "detached" : "not detached",
-              cfg.project_normalized ? " (from v/|v|)" : "");
-    else
-      fprintf(out, "RI heads        unreadable: %s\n", err.message);
-  }
-  const fr_model_training *t = &m->training;
-  if (!t->present) {
-    fprintf(out, "training        none\n");
-    return;
-  }
-  fprintf(out, "training        step %lld, %d classes", (long long)t->step, t->n_classes);
-  if (t->loss && t->step > 0)
-    fprintf(out, ", loss %.5f at the first step, %.5f at the last", (double)t->loss[0], (double)t->loss[t->step - 1]);
-  fprintf(out, "\ntraining config %s\n", t->config ? t->config : "");
 }

@@ -26,6 +26,9 @@ int fr_mf_check_seal(const char *path, const uint8_t *data, size_t size, fr_erro
 int fr_mf_write_extras(hid_t f, const fr_model *m, const char *path, fr_error *err);
 int fr_mf_read_extras(hid_t f, fr_model *m, const char *path, fr_error *err);
 /* `faceri model info`'s lines for the optional tensors, the RI heads and /training. */
+/* model_info.c: `faceri model info`'s sections after the layer table: the UI centre
+ * and its provenance, the named tensors and the RI heads, the training state. */
+void fr_mf_print_ui(const fr_model *m, FILE *out);
 void fr_mf_print_extras(const fr_model *m, FILE *out);
 
 #endif

@@ -455,17 +455,7 @@ int fr_model_print_info(const char *path, FILE *out, fr_error *err)
   }
   fprintf(out, "\nparameters      %lld\nGMAC per image  %.4f\n", (long long)fr_model_param_count(&m),
           (double)fr_model_macs(&m) / 1e9);
-  if (m.ui_centre) {
-    const float *s = m.ui.d_ui_stats;
-    fprintf(out, "\nUI centre       %d-d, mean of %d UI faces (%s), made %s, resultant length %.4f\n",
-            m.embedding_size, m.ui.count, m.ui.face_region, m.ui.created, m.ui.resultant);
-    fprintf(out, "UI set d_UI     mean %.4f std %.4f min %.4f p5 %.4f p50 %.4f p95 %.4f max %.4f\n", s[0], s[1],
-            s[2], s[3], s[4], s[5], s[6]);
-    fprintf(out, "UI inputs       (path, size, mtime, sha256)\n%s%s", m.ui.inputs,
-            m.ui.inputs[0] && m.ui.inputs[strlen(m.ui.inputs) - 1] != '\n' ? "\n" : "");
-  } else {
-    fprintf(out, "\nUI centre       none (faceri model set-ui adds one)\n");
-  }
+  fr_mf_print_ui(&m, out);
   fr_mf_print_extras(&m, out);
   fr_model_free(&m);
   return FR_OK;

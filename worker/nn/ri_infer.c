@@ -152,6 +152,12 @@ int fr_ri_infer_record(fr_ri_infer *r, fr_vk_sequence *seq, int row0, int nb, fr
   return fr_ri_heads_record_infer(r->heads, seq, row0, nb, F, v, err);
 }
 
+int fr_ri_infer_record_parts(fr_ri_infer *r, fr_vk_sequence *seq, int row0, int nb, fr_vk_arg F, fr_vk_arg v,
+                             int parts, fr_error *err)
+{
+  return fr_ri_heads_record_infer_parts(r->heads, seq, row0, nb, F, v, parts, err);
+}
+
 int fr_ri_infer_read(fr_ri_infer *r, int n, float *xi_hat, float *v_attn, fr_error *err)
 {
   return fr_ri_heads_read_outputs(r->heads, n, xi_hat, v_attn, err);

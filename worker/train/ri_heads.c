@@ -197,13 +197,22 @@ int fr_ri_heads_create(fr_vk_context *ctx, const fr_ri_heads_config *cfg, fr_ri_
     cp.batch = cfg->max_batch, cp.in_h = cp.out_h = cfg->h, cp.in_w = cp.out_w = cfg->w;
     cp.in_c = 2, cp.out_c = 1, cp.kernel_h = cp.kernel_w = cfg->spatial_kernel, cp.stride_h = cp.stride_w = 1;
     cp.pad_top = cp.pad_left = cfg->spatial_kernel / 2;
+    fr_conv_params ap = ri_att_fc_params(h, h->chunk);
     size_t s1 = fr_train_reduce_scratch_floats(cfg->max_batch * h->hw, 1), s2 = fr_train_conv_filter_scratch_floats(&cp);
-    rc = make_buffer(h, &h->scratch, s1 > s2 ? s1 : s2, "reduction scratch", err);
+    size_t s3 = fr_train_conv_filter_scratch_floats(&ap);
+    s1 = s1 > s2 ? s1 : s2;
+    rc = make_buffer(h, &h->scratch, s1 > s3 ? s1 : s3, "reduction scratch", err);
+    /* whole 16-byte texels: the GEMMs read t1 through texel views */
+    size_t chunk_floats = ((size_t)h->chunk * h->hwc + 3) & ~(size_t)3;
     if (!rc)
-      rc = make_buffer(h, &h->t1, (size_t)h->chunk * h->hwc, "chunk tensor", err);
+      rc = make_buffer(h, &h->t1, chunk_floats, "chunk tensor", err);
     if (!rc)
-      rc = make_buffer(h, &h->t2, (size_t)h->chunk * h->hwc, "chunk tensor", err);
+      rc = make_buffer(h, &h->t2, chunk_floats, "chunk tensor", err);
   }
+  if (!rc)
+    rc = ri_att_fc_create(h, err);
+  if (!rc)
+    rc = ri_att_fc_repack_now(h, err);
   if (!rc)
     rc = fr_ri_heads_begin_step(h, 0, 0.0f, 1.0f, err);
   free(values);
@@ -220,6 +229,7 @@ void fr_ri_heads_destroy(fr_ri_heads *h)
 {
   if (!h)
     return;
+  ri_att_fc_destroy(h);
   fr_vk_buffer *b[] = {&h->params, &h->grads, &h->ctl, &h->hb, &h->t1, &h->t2, &h->scratch};
   for (size_t i = 0; i < sizeof(b) / sizeof(b[0]); i++)
     if (b[i]->buffer)
@@ -263,11 +273,15 @@ int fr_ri_heads_write_tensor(fr_ri_heads *h, int i, const float *values, size_t 
       return fr_error_set(err, FR_ERR_INVALID, "RI heads: %s value %zu is not finite", fr_ri_heads_tensor_name(h, i), k);
   if (i == T_BN_RV && !(values[0] >= 0.0f))
     return fr_error_set(err, FR_ERR_INVALID, "RI heads: running variance %g is negative", (double)values[0]);
-  return fr_vk_buffer_upload(h->ctx, &h->params, h->toff[i] * sizeof(float), values, n * sizeof(float), err);
+  int rc = fr_vk_buffer_upload(h->ctx, &h->params, h->toff[i] * sizeof(float), values, n * sizeof(float), err);
+  if (!rc && (i == T_ATT_W || i == T_ATT_B))
+    rc = ri_att_fc_repack_now(h, err);
+  return rc;
 }
 
 int fr_ri_heads_add_to_optimizer(fr_ri_heads *h, fr_optimizer *o, int group, fr_error *err)
 {
+  h->device_updates = 1; /* the inference path then regathers the packed weights itself */
   for (int i = 0; i < h->n_tensors; i++) {
     if (!fr_ri_heads_tensor_trainable(h, i))
       continue;

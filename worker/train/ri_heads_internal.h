@@ -2,6 +2,7 @@
 #define FACERI_RI_HEADS_INTERNAL_H
 /* Shared by ri_heads.c (buffers, parameters, I/O), ri_heads_record.c (the recorded
  * phases) and ri_heads_ref.c (the tensor layout). */
+#include "faceri/ops.h"
 #include "faceri/ri_heads.h"
 #include "faceri/train_ops.h"
 
@@ -27,7 +28,31 @@ struct fr_ri_heads {
   uint32_t r[R_COUNT];
   fr_vk_buffer params, grads, ctl, hb, t1, t2, scratch;
   size_t hb_floats;
+  /* The attention FC on the GEMM kernels (ri_heads_fc.c). */
+  int gemm_fwd;            /* its forward on fr_ops' GEMM (else train_ri_fc_fwd) */
+  int device_updates;      /* an optimizer changes the parameters on the device */
+  fr_ops *ops;             /* gemm_fwd only */
+  fr_vk_kernel *repack;    /* gemm_fwd only: packed = parameters through the index map */
+  fr_vk_sequence *seq;     /* one-off repacks after a host write */
+  size_t pk_w, pk_b, pk_n; /* packed weights at 0, packed bias at pk_b, pk_n floats in all */
+  fr_vk_buffer pk, pk_index, stage, dw_tmp;
 };
+
+/* ri_heads_fc.c: buffers and kernels of the attention FC, made and freed with the heads. */
+int ri_att_fc_create(fr_ri_heads *h, fr_error *err);
+/* The attention FC as a 1x1 conv over nb rows. */
+fr_conv_params ri_att_fc_params(const fr_ri_heads *h, int nb);
+void ri_att_fc_destroy(fr_ri_heads *h);
+/* Regathers the packed forward weights from the parameters now (after a host write). */
+int ri_att_fc_repack_now(fr_ri_heads *h, fr_error *err);
+/* Records that regather (gemm_fwd only; nothing otherwise). */
+int ri_att_fc_record_repack(fr_ri_heads *h, fr_vk_sequence *seq, fr_error *err);
+/* stage = the attention FC of the chunk's F2 (t1, nb rows): the GEMM forward. */
+int ri_att_fc_record_fwd(fr_ri_heads *h, fr_vk_sequence *seq, int nb, fr_error *err);
+/* From stage = dL/dv_attn of the chunk: dW (written at row 0, added after) from F2 in
+ * t1, or t1 = dL/dF2. */
+int ri_att_fc_record_bwd_filter(fr_ri_heads *h, fr_vk_sequence *seq, int row0, int nb, fr_error *err);
+int ri_att_fc_record_bwd_data(fr_ri_heads *h, fr_vk_sequence *seq, int nb, fr_error *err);
 
 static inline fr_vk_arg ri_floats(const fr_vk_buffer *b, size_t off, size_t n)
 {

@@ -7,7 +7,7 @@
 #include "ri_heads_internal.h"
 
 /* Must match shaders/train_ri_fc.comp. */
-enum { FC_FWD, FC_BWD_DATA, FC_BWD_W, FC_BWD_B };
+enum { FC_FWD, FC_BWD_DATA, FC_BWD_W, FC_BWD_B, FC_COPY };
 enum { FC_ACCUM = 1, FC_DROPOUT = 2, FC_INPUT_RELU = 4, FC_MASK_RELU = 8 };
 /* Must match shaders/train_cbam.comp. */
 enum { CB_SPOOL, CB_GATE, CB_CPOOL, CB_CONV, CB_BN_EVAL, CB_APPLY, CB_DMS, CB_DF1, CB_GATE_BWD, CB_DF_ACC };
@@ -78,7 +78,8 @@ static int fc(fr_ri_heads *h, fr_vk_sequence *seq, const fc_call *c, fr_error *e
     return outs ? fr_vk_sequence_dispatch(seq, h->fc_fwd, args, &p, gx, (uint32_t)gy, 1, NULL, err) : FR_OK;
   }
   uint64_t n = c->mode == FC_BWD_DATA ? (uint64_t)c->rows * c->K
-               : c->mode == FC_BWD_W ? (uint64_t)c->O * c->K : (uint64_t)c->O;
+               : c->mode == FC_BWD_W ? (uint64_t)c->O * c->K
+               : c->mode == FC_COPY ? (uint64_t)c->rows * c->O : (uint64_t)c->O;
   return dispatch(h, seq, h->fc, args, &p, n, err);
 }
 
@@ -226,7 +227,10 @@ int fr_ri_heads_record_fwd_batch(fr_ri_heads *h, fr_vk_sequence *seq, int batch,
   }
   if (!rc && h->cfg.attention) {
     size_t n = (size_t)batch * h->hw;
-    rc = cbam(h, seq, CB_CONV, 0, batch, (fr_vk_arg){0}, (fr_vk_arg){0}, err);
+    /* the step's forward weights, after the last step's update */
+    rc = ri_att_fc_record_repack(h, seq, err);
+    if (!rc)
+      rc = cbam(h, seq, CB_CONV, 0, batch, (fr_vk_arg){0}, (fr_vk_arg){0}, err);
     fr_vk_sequence_barrier(seq);
     fr_train_bn bn = bn_of(h, batch);
     if (!rc)
@@ -240,14 +244,31 @@ int fr_ri_heads_record_fwd_batch(fr_ri_heads *h, fr_vk_sequence *seq, int batch,
   return rc;
 }
 
+/* nb rows of dim floats: stage -> the batch buffer at element `at` (to_hb), or back. */
+static int stage_copy(fr_ri_heads *h, fr_vk_sequence *seq, uint32_t at, int nb, int to_hb, fr_error *err)
+{
+  fr_vk_arg hb = whole(&h->hb), st = whole(&h->stage);
+  fc_call c = {FC_COPY, 0, nb, 0, h->cfg.dim, to_hb ? st : hb, prm(h, T_ATT_W), prm(h, T_ATT_B), to_hb ? hb : st,
+               (fr_vk_arg){0}, to_hb ? 0 : at, to_hb ? at : 0, 0, 0};
+  fr_vk_sequence_barrier(seq);
+  int rc = fc(h, seq, &c, err);
+  fr_vk_sequence_barrier(seq);
+  return rc;
+}
+
 /* t1 = F2 of the chunk, then (forward) v_attn rows. */
 static int attended(fr_ri_heads *h, fr_vk_sequence *seq, int row0, int nb, fr_vk_arg F, int fc_too, fr_error *err)
 {
   int rc = cbam(h, seq, CB_APPLY, row0, nb, F, (fr_vk_arg){0}, err);
   fr_vk_sequence_barrier(seq);
+  uint32_t va = h->r[R_VA] + (uint32_t)(row0 * h->cfg.dim);
   fc_call c = {FC_FWD, 0, nb, (int)h->hwc, h->cfg.dim, whole(&h->t1), prm(h, T_ATT_W), prm(h, T_ATT_B), whole(&h->hb),
-               (fr_vk_arg){0}, 0, h->r[R_VA] + (uint32_t)(row0 * h->cfg.dim), 0, 0};
-  if (!rc && fc_too)
+               (fr_vk_arg){0}, 0, va, 0, 0};
+  if (!rc && fc_too && h->gemm_fwd) {
+    rc = ri_att_fc_record_fwd(h, seq, nb, err);
+    if (!rc)
+      rc = stage_copy(h, seq, va, nb, 1, err);
+  } else if (!rc && fc_too)
     rc = fc(h, seq, &c, err);
   fr_vk_sequence_barrier(seq);
   return rc;
@@ -320,17 +341,16 @@ int fr_ri_heads_record_bwd_chunk(fr_ri_heads *h, fr_vk_sequence *seq, int row0, 
   int acc = row0 > 0 ? FC_ACCUM : 0, D = h->cfg.dim, K = (int)h->hwc;
   fr_vk_arg hb = whole(&h->hb), t1 = whole(&h->t1), none = {0};
   uint32_t dva = h->r[R_DVA] + (uint32_t)(row0 * D);
-  fc_call w = {FC_BWD_W, acc, nb, K, D, t1, grd(h, T_ATT_W), grd(h, T_ATT_B), hb, none, 0, dva, 0, 0};
-  fc_call b = w;
-  b.mode = FC_BWD_B;
-  fc_call d = {FC_BWD_DATA, 0, nb, K, D, t1, prm(h, T_ATT_W), prm(h, T_ATT_B), hb, none, 0, dva, 0, 0};
+  fc_call b = {FC_BWD_B, acc, nb, K, D, t1, grd(h, T_ATT_W), grd(h, T_ATT_B), hb, none, 0, dva, 0, 0};
   if (!rc)
-    rc = fc(h, seq, &w, err);
+    rc = stage_copy(h, seq, dva, nb, 0, err);
+  if (!rc)
+    rc = ri_att_fc_record_bwd_filter(h, seq, row0, nb, err);
   if (!rc)
     rc = fc(h, seq, &b, err);
   fr_vk_sequence_barrier(seq); /* F2 read before dF2 overwrites it */
   if (!rc)
-    rc = fc(h, seq, &d, err);
+    rc = ri_att_fc_record_bwd_data(h, seq, nb, err);
   fr_vk_sequence_barrier(seq);
   if (!rc)
     rc = cbam(h, seq, CB_DMS, row0, nb, F, none, err);
@@ -383,9 +403,9 @@ int fr_ri_heads_record_bwd2_chunk(fr_ri_heads *h, fr_vk_sequence *seq, int row0,
     return rc;
   int acc = row0 > 0 ? FC_ACCUM : 0, D = h->cfg.dim, C = h->cfg.c, R = h->hidden;
   fr_vk_arg hb = whole(&h->hb), none = {0};
-  fc_call d = {FC_BWD_DATA, 0, nb, (int)h->hwc, D, whole(&h->t1), prm(h, T_ATT_W), prm(h, T_ATT_B), hb, none, 0,
-               h->r[R_DVA] + (uint32_t)(row0 * D), 0, 0};
-  rc = fc(h, seq, &d, err);
+  rc = stage_copy(h, seq, h->r[R_DVA] + (uint32_t)(row0 * D), nb, 0, err);
+  if (!rc)
+    rc = ri_att_fc_record_bwd_data(h, seq, nb, err);
   fr_vk_sequence_barrier(seq);
   if (!rc)
     rc = cbam(h, seq, CB_DF1, row0, nb, F, none, err);
@@ -448,15 +468,32 @@ int fr_ri_heads_record_train(fr_ri_heads *h, fr_vk_sequence *seq, fr_vk_arg F, c
 int fr_ri_heads_record_infer(fr_ri_heads *h, fr_vk_sequence *seq, int row0, int nb, fr_vk_arg F, fr_vk_arg v,
                              fr_error *err)
 {
+  return fr_ri_heads_record_infer_parts(h, seq, row0, nb, F, v, FR_RI_INFER_FEATURES | FR_RI_INFER_EMBEDDING, err);
+}
+
+int fr_ri_heads_record_infer_parts(fr_ri_heads *h, fr_vk_sequence *seq, int row0, int nb, fr_vk_arg F, fr_vk_arg v,
+                                   int parts, fr_error *err)
+{
   int emb = h->cfg.reg_input == FR_RI_REG_EMBEDDING;
-  int rc = check_chunk(h, row0, nb, F, "inference", err);
-  if (!rc && emb)
+  int feat = (parts & FR_RI_INFER_FEATURES) != 0, on_v = emb && (parts & FR_RI_INFER_EMBEDDING);
+  int rc = parts & ~(FR_RI_INFER_FEATURES | FR_RI_INFER_EMBEDDING) || !parts
+               ? fr_error_set(err, FR_ERR_INVALID, "RI heads inference: parts %d", parts)
+               : FR_OK;
+  if (!rc && feat)
+    rc = check_chunk(h, row0, nb, F, "inference", err);
+  else if (!rc && (row0 < 0 || nb < 1 || nb > h->chunk || row0 > h->cfg.max_batch - nb))
+    rc = fr_error_set(err, FR_ERR_INVALID, "RI heads inference: rows [%d, %d) (chunks of at most %d of %d rows)", row0,
+                      row0 + nb, h->chunk, h->cfg.max_batch);
+  if (!rc && on_v)
     rc = check_arg(v, (uint64_t)nb * h->cfg.dim, "inference", "the embedding", err);
-  if (rc)
+  if (rc || (!feat && !on_v))
     return rc;
   fr_vk_sequence_barrier(seq);
-  rc = regression_fwd(h, seq, row0, nb, emb ? v : F, 0, err);
-  if (!rc && h->cfg.attention) {
+  if (on_v || (feat && !emb))
+    rc = regression_fwd(h, seq, row0, nb, emb ? v : F, 0, err);
+  if (!rc && feat && h->cfg.attention && h->device_updates)
+    rc = ri_att_fc_record_repack(h, seq, err);
+  if (!rc && feat && h->cfg.attention) {
     rc = channel_attention(h, seq, row0, nb, F, err);
     fr_vk_sequence_barrier(seq);
     if (!rc)
