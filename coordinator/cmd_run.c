@@ -39,6 +39,10 @@ static const char coordinate_usage[] =
     "      --heartbeat-ms MS  heartbeat interval (default 1000)\n"
     "      --liveness N       missed heartbeats before a worker is dead (default 5)\n"
     "      --max-attempts N   leases before a shard is written as failed (default 3)\n"
+    "      --align, --align-min-score S, --face-size MIN:MAX\n"
+    "                         the run's alignment settings (as for `faceri run`): recorded in\n"
+    "                         OUT.h5, and workers must be started with the same ones\n"
+    "                         (`faceri worker --align ...`; --mtcnn is the worker's)\n"
     "      --json             print only the JSON summary on stdout (no progress)\n"
     "  -h, --help             this text\n"
     "\n"
@@ -61,7 +65,9 @@ static const char run_usage[] =
     "  -d, --device SEL       Vulkan device index or name for every worker\n"
     "  -b, --batch B          images per device batch (default 32)\n"
     "      --crop X,Y,W,H     crop every image to this box before resizing\n"
-    "                         (deep-funneled LFW: 55,47,140,140)\n"
+    "                         (deep-funneled LFW: 55,47,140,140); with --align, only the\n"
+    "                         images whose face is not found are cropped\n"
+    FR_ALIGN_USAGE
     "      --shard-size S     items per shard (default 64)\n"
     "      --resume           continue an interrupted run into the same OUT.h5\n"
     "      --heartbeat-ms MS, --liveness N, --max-attempts N   as for coordinate\n"
@@ -98,9 +104,11 @@ void fr_coordinator_print_json(FILE *out, const char *command, const char *outpu
   json_string(out, command);
   fprintf(out, ",\"output\":");
   json_string(out, output);
-  fprintf(out, ",\"status\":\"%s\",\"items\":%lld,\"ok\":%lld,\"failed\":%lld,\"skipped\":%lld,\"resumed\":%lld,",
+  fprintf(out, ",\"status\":\"%s\",\"items\":%lld,\"ok\":%lld,\"failed\":%lld,\"skipped\":%lld,\"resumed\":%lld,"
+          "\"aligned\":%lld,\"fallbacks\":%lld,",
           !status_ok ? "error" : s->complete ? "complete" : "interrupted", (long long)s->items, (long long)s->ok,
-          (long long)s->failed, (long long)s->skipped, (long long)s->resumed);
+          (long long)s->failed, (long long)s->skipped, (long long)s->resumed, (long long)s->aligned,
+          (long long)s->fallbacks);
   fprintf(out, "\"shards\":%lld,\"shards_failed\":%lld,\"leases_lost\":%lld,\"messages_dropped\":%lld,"
           "\"input_errors\":%d,\"refused_workers\":%d,\"seconds\":%.3f,\"first_ready_s\":%.3f,"
           "\"items_per_s\":%.2f,\"workers\":[",
@@ -157,6 +165,7 @@ typedef struct common_args {
   const char *device;
   int has_crop;
   long crop[4];
+  fr_align_cli align;
   fr_input_list inputs; /* INPUT... expanded (@lists, brace ranges, globs) */
 } common_args;
 
@@ -174,13 +183,21 @@ static int parse_args(int argc, char **argv, int is_run, common_args *a, int *he
       {"json", no_argument, 0, OPT_JSON},               {"workers", required_argument, 0, 'w'},
       {"batch", required_argument, 0, 'b'},             {"device", required_argument, 0, 'd'},
       {"labels", required_argument, 0, OPT_LABELS},     {"label-regex", required_argument, 0, OPT_LABEL_RE},
-      {"crop", required_argument, 0, OPT_CROP},
+      {"crop", required_argument, 0, OPT_CROP},          FR_ALIGN_LONGOPTS,
       {"help", no_argument, 0, 'h'},                    {0, 0, 0, 0}};
   long v;
   int c;
   optind = 1;
   *help = 0;
+  fr_align_cli_init(&a->align);
   while ((c = getopt_long(argc, argv, is_run ? "o:m:w:b:d:h" : "o:m:h", longopts, NULL)) != -1) {
+    int taken = fr_align_cli_option(&a->align, c, optarg, err);
+    if (taken < 0)
+      return FR_ERR_INVALID;
+    if (taken && c == FR_OPT_MTCNN && !is_run)
+      return fr_error_set(err, FR_ERR_INVALID, "--mtcnn: give it to `faceri worker` (the coordinator runs no network)");
+    if (taken)
+      continue;
     switch (c) {
     case OPT_BIND:
       if (is_run)
@@ -236,6 +253,12 @@ static int parse_args(int argc, char **argv, int is_run, common_args *a, int *he
     default: return fr_error_set(err, FR_ERR_INVALID, "unknown option");
     }
   }
+  if (fr_align_cli_check(&a->align, err))
+    return FR_ERR_INVALID;
+  a->co.align = a->align.align;
+  a->co.align_min_score = a->align.align ? a->align.min_score : 0.0f;
+  a->co.align_min_face = a->align.align ? a->align.min_face : 0;
+  a->co.align_max_face = a->align.align ? a->align.max_face : 0;
   if (!is_run && !a->co.bind)
     return fr_error_set(err, FR_ERR_INVALID, "--bind ENDPOINT is required");
   if (!a->co.output)
@@ -460,7 +483,10 @@ int fr_cmd_run(int argc, char **argv)
                                   .batch = (int)a.batch, .heartbeat_ms = a.co.heartbeat_ms,
                                   .liveness = a.co.liveness, .name = w->name, .control = &w->control,
                                   .has_crop = a.has_crop, .crop_x = (int)a.crop[0], .crop_y = (int)a.crop[1],
-                                  .crop_w = (int)a.crop[2], .crop_h = (int)a.crop[3]};
+                                  .crop_w = (int)a.crop[2], .crop_h = (int)a.crop[3],
+                                  .align = a.align.align, .align_min_score = a.co.align_min_score,
+                                  .align_min_face = a.co.align_min_face, .align_max_face = a.co.align_max_face,
+                                  .mtcnn_dir = a.align.mtcnn_dir};
     atomic_fetch_add(&live, 1);
     if (pthread_create(&w->thread, NULL, worker_thread, w) != 0) {
       atomic_fetch_sub(&live, 1);

@@ -45,6 +45,9 @@ static const char usage[] =
     "      --flip               random horizontal flips\n"
     "      --seed S             data order, flips and random head (default 1)\n"
     "      --crop X,Y,W,H       crop each image before resizing (as faceri run --crop)\n"
+    "      --align              align each face once before the epochs, as faceri run --align\n"
+    "                           (--crop then frames only the fallbacks); --align-min-score S,\n"
+    "                           --face-size MIN:MAX, --mtcnn DIR as for faceri run\n"
     "      --labels FILE.csv    key,label rows; --label-regex RE: label from the key\n"
     "      --identities A:N     keep identities A..A+N-1 in sorted name order (a split by identity)\n"
     "      --min-images N       drop identities with fewer images (default 2)\n"
@@ -182,13 +185,20 @@ static int parse_args(int argc, char **argv, fr_train_run_options *o, int *help,
       {"no-attention", no_argument, 0, O_NO_ATT}, {"detach-vproj", required_argument, 0, O_DETACH_VPROJ},
       {"project-normalized", no_argument, 0, O_PROJ_NORM}, {"ri-lr-mult", required_argument, 0, O_RI_LR},
       {"degrade", no_argument, 0, O_DEGRADE}, {"degrade-prob", required_argument, 0, O_DEGRADE_PROB},
-      {"degrade-sizes", required_argument, 0, O_DEGRADE_SIZES}, {0, 0, 0, 0}};
+      {"degrade-sizes", required_argument, 0, O_DEGRADE_SIZES}, FR_ALIGN_LONGOPTS, {0, 0, 0, 0}};
   int choice = 0;
   long v;
   int c;
   optind = 1;
+  fr_align_cli al;
+  fr_align_cli_init(&al);
   while ((c = getopt_long(argc, argv, "o:b:h", longopts, NULL)) != -1) {
     int rc = FR_OK;
+    int taken = fr_align_cli_option(&al, c, optarg, err);
+    if (taken < 0)
+      return FR_ERR_INVALID;
+    if (taken)
+      continue;
     switch (c) {
     case 'o': o->output = optarg; break;
     case O_INIT: o->init = optarg; break;
@@ -290,6 +300,14 @@ static int parse_args(int argc, char **argv, fr_train_run_options *o, int *help,
     if (rc)
       return rc;
   }
+  if (fr_align_cli_check(&al, err))
+    return FR_ERR_INVALID;
+  o->align = al.align;
+  o->mtcnn_dir = al.mtcnn_dir;
+  o->data.align_opts = fr_align_defaults();
+  o->data.align_opts.min_score = al.min_score;
+  o->data.align_opts.min_face = al.min_face;
+  o->data.align_opts.max_face = al.max_face;
   o->inputs = (const char *const *)argv + optind;
   o->n_inputs = argc - optind;
   if (!o->output)

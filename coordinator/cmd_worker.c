@@ -25,6 +25,8 @@ static const char usage[] =
     "  -k, --credit K          shards held at once (default 2)\n"
     "      --decode-threads N  image decoding threads (default: CPU cores)\n"
     "      --crop X,Y,W,H      crop every image to this box before resizing\n"
+    FR_ALIGN_USAGE
+    "                          (the --align settings must match the coordinator's)\n"
     "      --heartbeat-ms MS   heartbeat interval (default 1000)\n"
     "      --liveness N        missed heartbeats before reconnecting (default 5)\n"
     "      --max-reconnect-s S give up after S seconds without the coordinator (default 60)\n"
@@ -57,10 +59,18 @@ int fr_cmd_worker(int argc, char **argv)
       {"heartbeat-ms", required_argument, 0, OPT_HEARTBEAT}, {"liveness", required_argument, 0, OPT_LIVENESS},
       {"max-reconnect-s", required_argument, 0, OPT_RECONNECT}, {"name", required_argument, 0, OPT_NAME},
       {"dry-run", no_argument, 0, OPT_DRY},            {"crop", required_argument, 0, OPT_CROP},
+      FR_ALIGN_LONGOPTS,
       {"help", no_argument, 0, 'h'},                   {0, 0, 0, 0}};
   int c;
   optind = 1;
+  fr_align_cli al;
+  fr_align_cli_init(&al);
   while ((c = getopt_long(argc, argv, "c:m:d:b:k:h", longopts, NULL)) != -1) {
+    int taken = fr_align_cli_option(&al, c, optarg, &err);
+    if (taken < 0)
+      goto usage_error;
+    if (taken)
+      continue;
     switch (c) {
     case 'c': o.endpoint = optarg; break;
     case 'm': o.model_path = optarg; break;
@@ -114,6 +124,13 @@ int fr_cmd_worker(int argc, char **argv)
     default: fputs(usage, stderr); return FR_EXIT_USAGE;
     }
   }
+  if (fr_align_cli_check(&al, &err))
+    goto usage_error;
+  o.align = al.align;
+  o.align_min_score = al.min_score;
+  o.align_min_face = al.min_face;
+  o.align_max_face = al.max_face;
+  o.mtcnn_dir = al.mtcnn_dir;
   if (!o.endpoint) {
     fr_error_set(&err, FR_ERR_INVALID, "--connect ENDPOINT is required");
     goto usage_error;
@@ -141,10 +158,11 @@ int fr_cmd_worker(int argc, char **argv)
   int rc = fr_worker_run(&o, NULL, &err);
   fprintf(stderr,
           "faceri worker: %s; %llu shards answered (%llu items), %llu failed, %llu images in %llu batches, "
-          "%.2f s on the device, %llu reconnects\n",
+          "%.2f s on the device, %llu reconnects, %llu aligned, %llu fallbacks\n",
           rc ? err.message : "done", (unsigned long long)stats.shards_answered, (unsigned long long)stats.items,
           (unsigned long long)stats.shards_failed, (unsigned long long)stats.images,
-          (unsigned long long)stats.batches, stats.device_seconds, (unsigned long long)stats.reconnects);
+          (unsigned long long)stats.batches, stats.device_seconds, (unsigned long long)stats.reconnects,
+          (unsigned long long)stats.aligned, (unsigned long long)stats.fallbacks);
   return rc ? FR_EXIT_ERROR : FR_EXIT_OK;
 
 usage_error:

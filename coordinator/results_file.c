@@ -1,4 +1,4 @@
-/* HDF5 results writer, schema 2: rows at global item indices, a shard table
+/* HDF5 results writer, schema 3: rows at global item indices, a shard table
  * that says which rows are durable, input fingerprints for --resume. */
 #include "faceri/results_file.h"
 
@@ -19,7 +19,7 @@ typedef struct range {
 struct fr_results_file {
   char path[1024];
   hid_t file, bytes_type, utf8_type;
-  hid_t key, label, status, error, width, height, shard, embedding, norm, ers, ri;
+  hid_t key, label, status, error, width, height, shard, embedding, norm, ers, ri, aligned, align_score;
   hid_t shard_id, shard_first, shard_count, shard_attempts, shard_state, shard_worker, shard_device, shard_seconds,
       shard_reason;
   hid_t label_names;
@@ -92,7 +92,7 @@ int fr_results_is_committed(const fr_results_file *rf, int64_t index)
 static int create_layout(fr_results_file *rf, const fr_results_meta *meta)
 {
   hid_t f = rf->file;
-  int8_t pending = FR_ITEM_PENDING;
+  int8_t pending = FR_ITEM_PENDING, not_attempted = -1;
   int32_t no_label = -1, zero = 0;
   int64_t no_shard = -1;
   float nan = NAN;
@@ -121,6 +121,11 @@ static int create_layout(fr_results_file *rf, const fr_results_meta *meta)
                               "d_UI = 1 - cos(embedding, UI centre); NaN when the model has no UI centre");
   rf->ri = fr_h5_create_rows(f, "quality/ri", H5T_IEEE_F32LE, 0, CHUNK_ROWS, &nan,
                              "learned recognizability index; NaN when the model has no RI head");
+  rf->aligned = fr_h5_create_rows(f, "items/aligned", H5T_STD_I8LE, 0, CHUNK_ROWS, &not_attempted,
+                                  "1 aligned onto the ArcFace template, 0 fallback resize (no face found), -1 not "
+                                  "attempted (item not embedded, or a run without --align)");
+  rf->align_score = fr_h5_create_rows(f, "items/align_score", H5T_IEEE_F32LE, 0, CHUNK_ROWS, &nan,
+                                      "MTCNN ONet face probability of the face used; NaN when not attempted");
   rf->shard_id = fr_h5_create_rows(f, "shards/id", H5T_STD_I64LE, 0, 256, NULL, "shard id");
   rf->shard_first = fr_h5_create_rows(f, "shards/first", H5T_STD_I64LE, 0, 256, NULL, "first global item index");
   rf->shard_count = fr_h5_create_rows(f, "shards/count", H5T_STD_I64LE, 0, 256, NULL, "number of items");
@@ -137,7 +142,7 @@ static int create_layout(fr_results_file *rf, const fr_results_meta *meta)
   hid_t ids[] = {rf->key, rf->label, rf->status, rf->error, rf->width, rf->height, rf->shard, rf->embedding,
                  rf->norm, rf->ers, rf->ri, rf->shard_id, rf->shard_first, rf->shard_count, rf->shard_attempts,
                  rf->shard_state, rf->shard_worker, rf->shard_device, rf->shard_seconds, rf->shard_reason,
-                 rf->label_names};
+                 rf->label_names, rf->aligned, rf->align_score};
   for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
     if (ids[i] < 0)
       return -1;
@@ -178,7 +183,8 @@ static int open_layout(fr_results_file *rf)
               {&rf->shard_attempts, "shards/attempts"}, {&rf->shard_state, "shards/state"},
               {&rf->shard_worker, "shards/worker"}, {&rf->shard_device, "shards/device"},
               {&rf->shard_seconds, "shards/seconds"}, {&rf->shard_reason, "shards/reason"},
-              {&rf->label_names, "labels/name"}};
+              {&rf->label_names, "labels/name"}, {&rf->aligned, "items/aligned"},
+              {&rf->align_score, "items/align_score"}};
   for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
     *sets[i].id = H5Dopen2(f, sets[i].name, H5P_DEFAULT);
     if (*sets[i].id < 0)
@@ -222,9 +228,18 @@ static int init(fr_results_file *rf, const char *path, int dim)
 
 static const char *or_empty(const char *s) { return s ? s : ""; }
 
+static void face_size_text(const fr_results_meta *meta, char *buf, size_t n)
+{
+  if (meta->align)
+    snprintf(buf, n, "%d:%d", meta->align_min_face, meta->align_max_face);
+  else
+    snprintf(buf, n, "%s", "");
+}
+
 static int write_root_attrs(hid_t f, const fr_results_meta *meta)
 {
-  char now[32];
+  char now[32], face[48];
+  face_size_text(meta, face, sizeof(face));
   iso_time_now(now, sizeof(now));
   return fr_h5_set_string_attr(f, "format", "faceri-results") ||
          fr_h5_set_int_attr(f, "schema_version", FR_RESULTS_SCHEMA_VERSION) ||
@@ -238,6 +253,9 @@ static int write_root_attrs(hid_t f, const fr_results_meta *meta)
          fr_h5_set_string_attr(f, "labels_csv", or_empty(meta->labels_csv)) ||
          fr_h5_set_string_attr(f, "labels_csv_sha256", or_empty(meta->labels_csv_sha256)) ||
          fr_h5_set_string_attr(f, "label_regex", or_empty(meta->label_regex)) ||
+         fr_h5_set_int_attr(f, "align", meta->align != 0) ||
+         fr_h5_set_float_attr(f, "align_min_score", meta->align ? meta->align_min_score : NAN) ||
+         fr_h5_set_string_attr(f, "face_size", face) ||
          fr_h5_set_string_attr(f, "start_time", now) || fr_h5_set_string_attr(f, "state", "running");
 }
 
@@ -324,6 +342,26 @@ static int check_labels(fr_results_file *rf, const fr_results_meta *meta, fr_err
   return FR_OK;
 }
 
+/* Rows of both runs must come from the same preprocessing. */
+static int check_align(fr_results_file *rf, const fr_results_meta *meta, fr_error *err)
+{
+  int64_t was_align = 0;
+  double was_score = NAN;
+  char was_face[48] = "", face[48];
+  fr_h5_get_int_attr(rf->file, "align", &was_align);
+  fr_h5_get_double_attr(rf->file, "align_min_score", &was_score);
+  fr_h5_get_string_attr(rf->file, "face_size", was_face, sizeof(was_face));
+  face_size_text(meta, face, sizeof(face));
+  if ((was_align != 0) != (meta->align != 0))
+    return fr_error_set(err, FR_ERR_INVALID, "%s: the interrupted run was %s --align, this one %s: not resumable",
+                        rf->path, was_align ? "with" : "without", meta->align ? "has it" : "has none");
+  if (meta->align && ((float)was_score != meta->align_min_score || strcmp(was_face, face) != 0))
+    return fr_error_set(err, FR_ERR_INVALID, "%s: --align-min-score %g --face-size %s differ from the interrupted "
+                        "run's %g and %s: not resumable", rf->path, (double)meta->align_min_score, face, was_score,
+                        was_face);
+  return FR_OK;
+}
+
 static int load_state(fr_results_file *rf, fr_error *err)
 {
   int64_t n = 0, m = 0;
@@ -391,6 +429,8 @@ int fr_results_open_resume(const char *path, const fr_results_meta *meta, fr_res
   if (!rc)
     rc = check_labels(rf, meta, err);
   if (!rc)
+    rc = check_align(rf, meta, err);
+  if (!rc)
     rc = load_state(rf, err);
   if (!rc && (fr_h5_set_string_attr(rf->file, "state", "running") ||
               fr_h5_set_string_attr(rf->file, "resumed_command_line", meta->command_line)))
@@ -425,9 +465,9 @@ int fr_results_write_items(fr_results_file *rf, int64_t first, const fr_result_r
     return FR_OK;
   size_t d = (size_t)rf->dim;
   float *emb = malloc((size_t)n * d * sizeof(float));
-  float *norm = malloc((size_t)n * sizeof(float) * 3), *ers = norm + n, *ri = norm + 2 * n;
+  float *norm = malloc((size_t)n * sizeof(float) * 4), *ers = norm + n, *ri = norm + 2 * n, *ascore = norm + 3 * n;
   const char **key = malloc((size_t)n * sizeof(char *) * 2), **error = key + n;
-  int8_t *status = malloc((size_t)n);
+  int8_t *status = malloc((size_t)n * 2), *aligned = status + n;
   int32_t *ints = malloc((size_t)n * sizeof(int32_t) * 3), *label = ints, *width = ints + n, *height = ints + 2 * n;
   int64_t *shard = malloc((size_t)n * sizeof(int64_t));
   int rc = FR_OK;
@@ -445,6 +485,8 @@ int fr_results_write_items(fr_results_file *rf, int64_t first, const fr_result_r
     norm[i] = r->norm;
     ers[i] = r->ers;
     ri[i] = r->ri;
+    aligned[i] = (int8_t)(r->aligned < 0 ? -1 : r->aligned > 0);
+    ascore[i] = r->align_score;
     key[i] = r->key ? r->key : "";
     error[i] = r->error ? r->error : "";
     status[i] = (int8_t)r->status;
@@ -465,6 +507,8 @@ int fr_results_write_items(fr_results_file *rf, int64_t first, const fr_result_r
       fr_h5_write_rows(rf->width, H5T_NATIVE_INT32, first, n, 0, width) < 0 ||
       fr_h5_write_rows(rf->height, H5T_NATIVE_INT32, first, n, 0, height) < 0 ||
       fr_h5_write_rows(rf->shard, H5T_NATIVE_INT64, first, n, 0, shard) < 0 ||
+      fr_h5_write_rows(rf->aligned, H5T_NATIVE_INT8, first, n, 0, aligned) < 0 ||
+      fr_h5_write_rows(rf->align_score, H5T_NATIVE_FLOAT, first, n, 0, ascore) < 0 ||
       /* status last: a row whose status is set has every other field written */
       fr_h5_write_rows(rf->status, H5T_NATIVE_INT8, first, n, 0, status) < 0) {
     rc = fail(rf, "write rows", err);
@@ -547,7 +591,7 @@ int fr_results_close(fr_results_file *rf, int complete, fr_error *err)
   hid_t ids[] = {rf->key, rf->label, rf->status, rf->error, rf->width, rf->height, rf->shard, rf->embedding,
                  rf->norm, rf->ers, rf->ri, rf->shard_id, rf->shard_first, rf->shard_count, rf->shard_attempts,
                  rf->shard_state, rf->shard_worker, rf->shard_device, rf->shard_seconds, rf->shard_reason,
-                 rf->label_names};
+                 rf->label_names, rf->aligned, rf->align_score};
   for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
     if (ids[i] > 0)
       H5Dclose(ids[i]);

@@ -61,6 +61,32 @@ int fr_h5_set_int_attr(hid_t obj, const char *name, int64_t value)
   return rc;
 }
 
+int fr_h5_set_float_attr(hid_t obj, const char *name, float value)
+{
+  hid_t space = H5Screate(H5S_SCALAR);
+  if (space < 0)
+    return -1;
+  if (H5Aexists(obj, name) > 0)
+    H5Adelete(obj, name);
+  hid_t attr = H5Acreate2(obj, name, H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT);
+  int rc = attr >= 0 && H5Awrite(attr, H5T_NATIVE_FLOAT, &value) >= 0 ? 0 : -1;
+  if (attr >= 0)
+    H5Aclose(attr);
+  H5Sclose(space);
+  return rc;
+}
+
+int fr_h5_get_double_attr(hid_t obj, const char *name, double *out)
+{
+  if (H5Aexists(obj, name) <= 0)
+    return -1;
+  hid_t attr = H5Aopen(obj, name, H5P_DEFAULT);
+  int rc = attr >= 0 && H5Aread(attr, H5T_NATIVE_DOUBLE, out) >= 0 ? 0 : -1;
+  if (attr >= 0)
+    H5Aclose(attr);
+  return rc;
+}
+
 int fr_h5_get_string_attr(hid_t obj, const char *name, char *out, size_t size)
 {
   out[0] = '\0';

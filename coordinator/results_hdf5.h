@@ -22,6 +22,8 @@ int fr_h5_set_string_attr(hid_t obj, const char *name, const char *value);
 int fr_h5_set_int_attr(hid_t obj, const char *name, int64_t value);
 int fr_h5_get_string_attr(hid_t obj, const char *name, char *out, size_t size);
 int fr_h5_get_int_attr(hid_t obj, const char *name, int64_t *out);
+int fr_h5_set_float_attr(hid_t obj, const char *name, float value); /* float32 */
+int fr_h5_get_double_attr(hid_t obj, const char *name, double *out);
 
 /* String -> dense id, in insertion order. */
 typedef struct fr_label_map {

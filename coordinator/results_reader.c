@@ -103,9 +103,12 @@ static int check_layout(fr_results_reader *r, fr_error *err)
     return fr_error_set(err, FR_ERR_FORMAT, "%s: not a faceri results file (format attribute \"%s\")", r->path,
                         format);
   int64_t schema = 0;
-  if (fr_h5_get_int_attr(r->file, "schema_version", &schema) < 0 || schema != FR_RESULTS_SCHEMA_VERSION)
-    return fr_error_set(err, FR_ERR_FORMAT, "%s: results schema %lld, this faceri reads %d", r->path,
-                        (long long)schema, FR_RESULTS_SCHEMA_VERSION);
+  /* Schema 3 only added /items/aligned, /items/align_score and the align
+   * attributes; absent columns read as NaN, so schema 2 files still read. */
+  if (fr_h5_get_int_attr(r->file, "schema_version", &schema) < 0 || schema < FR_RESULTS_SCHEMA_MIN_READ ||
+      schema > FR_RESULTS_SCHEMA_VERSION)
+    return fr_error_set(err, FR_ERR_FORMAT, "%s: results schema %lld, this faceri reads %d..%d", r->path,
+                        (long long)schema, FR_RESULTS_SCHEMA_MIN_READ, FR_RESULTS_SCHEMA_VERSION);
   if ((r->status = open_rows(r, "items/status", -1, 1, err)) < 0)
     return err->code;
   r->items = fr_h5_rows(r->status);

@@ -316,6 +316,15 @@ static int on_ready(coord *c, const uint8_t *id, size_t id_len, const fr_msg_rea
   else if (strcmp(r->model_sha256, c->o->model_sha256) != 0)
     snprintf(why, sizeof(why), "model SHA-256 %.12s..., but this run uses %.12s...", r->model_sha256,
              c->o->model_sha256);
+  else if (r->align != (c->o->align != 0) ||
+           (c->o->align && (r->align_min_score != c->o->align_min_score ||
+                            (int)r->align_min_face != c->o->align_min_face ||
+                            (int)r->align_max_face != c->o->align_max_face)))
+    snprintf(why, sizeof(why), "preprocessing %s (min score %g, face size %u:%u), but this run uses %s (min score "
+             "%g, face size %d:%d): give the worker the coordinator's --align settings",
+             r->align ? "--align" : "without --align", (double)r->align_min_score, r->align_min_face,
+             r->align_max_face, c->o->align ? "--align" : "no --align", (double)c->o->align_min_score,
+             c->o->align_min_face, c->o->align_max_face);
   int slot = find_worker(c, id, id_len);
   if (why[0]) {
     fr_warn("coordinator: refused worker %s: %s", name, why);
@@ -396,7 +405,8 @@ static int on_result(coord *c, int slot, const fr_msg_result *r, fr_error *err)
   for (uint32_t k = 0; k < r->count; k++) {
     const fr_result_item *it = &r->items[k];
     ans[k] = (sched_answer){.status = it->status, .width = (int)it->width, .height = (int)it->height,
-                            .norm = it->norm, .ers = it->ers, .ri = it->ri,
+                            .norm = it->norm, .ers = it->ers, .ri = it->ri, .aligned = it->aligned,
+                            .align_score = it->align_score,
                             .embedding = r->embedding + (size_t)k * r->embedding_dim, .error = it->error.s};
   }
   take_lease(c, li);

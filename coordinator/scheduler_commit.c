@@ -44,7 +44,11 @@ int sched_writer_open(const fr_coordinator_options *o, sched_writer **out, fr_er
                             .inputs = prints,
                             .labels_csv = fr_labeler_csv_path(o->labeler),
                             .labels_csv_sha256 = fr_labeler_csv_sha256(o->labeler),
-                            .label_regex = fr_labeler_regex(o->labeler)};
+                            .label_regex = fr_labeler_regex(o->labeler),
+                            .align = o->align,
+                            .align_min_score = o->align_min_score,
+                            .align_min_face = o->align_min_face,
+                            .align_max_face = o->align_max_face};
     rc = o->resume ? fr_results_open_resume(o->output, &meta, &w->rf, err)
                    : fr_results_create(o->output, &meta, &w->rf, err);
   }
@@ -93,13 +97,14 @@ int sched_writer_commit(sched_writer *w, const sched_shard *s, const sched_answe
     snprintf(failed_text, n, "shard %lld failed %d times: %s", (long long)s->id, s->failures, fail_reason);
   }
   int sent = 0;
-  int64_t ok = 0, failed = 0, skipped = 0;
+  int64_t ok = 0, failed = 0, skipped = 0, aligned = 0, fallbacks = 0;
   for (int i = 0; i < s->count; i++) {
     const sched_item *it = &s->items[i];
     fr_result_row *r = &rows[i];
     r->key = it->key;
     r->label = it->label;
-    r->norm = r->ers = r->ri = NAN;
+    r->norm = r->ers = r->ri = r->align_score = NAN;
+    r->aligned = -1;
     if (it->status != SCHED_TO_WORKER) {
       r->status = it->status;
       r->error = it->error;
@@ -118,11 +123,15 @@ int sched_writer_commit(sched_writer *w, const sched_shard *s, const sched_answe
         r->norm = a->norm;
         r->ers = a->ers;
         r->ri = a->ri;
+        r->aligned = a->aligned;
+        r->align_score = a->align_score;
       }
     }
     ok += r->status == FR_ITEM_OK;
     failed += r->status == FR_ITEM_FAILED;
     skipped += r->status == FR_ITEM_SKIPPED;
+    aligned += r->aligned == 1;
+    fallbacks += r->aligned == 0;
   }
   fr_shard_record rec = {.id = s->id, .first = s->first, .count = s->count,
                          .attempts = (int)s->attempt, .failed = answers == NULL,
@@ -137,6 +146,8 @@ int sched_writer_commit(sched_writer *w, const sched_shard *s, const sched_answe
     sum->ok += ok;
     sum->failed += failed;
     sum->skipped += skipped;
+    sum->aligned += aligned;
+    sum->fallbacks += fallbacks;
     sum->items += s->count;
     if (answers)
       sum->shards_committed++;

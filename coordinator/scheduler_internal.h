@@ -64,6 +64,8 @@ typedef struct sched_answer {
   int status;
   int width, height;
   float norm, ers, ri;
+  int aligned;       /* 1, 0, -1 (not attempted) */
+  float align_score; /* NaN when not attempted */
   const float *embedding; /* D floats, or NULL */
   const char *error;
 } sched_answer;

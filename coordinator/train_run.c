@@ -61,6 +61,11 @@ static void make_config(run_state *r)
            (double)o->max_grad_norm, (double)o->head_lr_mult, o->cosine ? "cosine" : "constant",
            o->cosine ? (long long)r->spe * o->epochs : 0LL, o->warmup, o->train_from,
            o->head_init_model ? "model" : o->head_init_mean ? "mean" : "random", o->flip, o->seed);
+  if (o->align) { /* appended, as --ri below, so a run without --align keeps its config */
+    size_t at = strlen(r->config) - 1;
+    snprintf(r->config + at, sizeof(r->config) - at, ",\"align\":{\"min_score\":%.9g,\"face_size\":\"%d:%d\"}}",
+             (double)o->data.align_opts.min_score, o->data.align_opts.min_face, o->data.align_opts.max_face);
+  }
   if (o->ri) { /* appended inside the object, so a run without --ri keeps its config */
     size_t at = strlen(r->config) - 1;
     fr_run_ri_config(r, r->config + at, sizeof(r->config) - at - 1);
@@ -109,14 +114,27 @@ static int load_model_and_data(run_state *r, fr_train_run_summary *sum, fr_error
   fr_train_data_options d = o->data;
   d.pp.input_w = r->model.input_w;
   d.pp.input_h = r->model.input_h;
+  d.aligner = NULL;
+  if (o->align) { /* on the run's device, freed before training needs its memory */
+    rc = fr_aligner_create(r->ctx, o->mtcnn_dir && *o->mtcnn_dir ? o->mtcnn_dir : fr_mtcnn_default_dir(),
+                           &d.aligner, err);
+    if (rc) {
+      fr_error_prefix(err, "--align");
+      return rc;
+    }
+  }
   fr_progress prog;
   fr_progress_start(&prog, "reading faces", 0);
   d.progress = data_progress;
   d.progress_user = &prog;
   rc = fr_train_data_load(o->inputs, o->n_inputs, &d, &r->data, err);
   fr_progress_finish(&prog);
+  fr_aligner_destroy(d.aligner);
   if (rc)
     return rc;
+  if (o->align)
+    fr_info("training data: aligned %lld images, %lld fallbacks (no face found: resized whole%s)",
+            (long long)r->data.aligned, (long long)r->data.fallbacks, o->data.pp.has_crop ? ", after --crop" : "");
   sum->n_images = r->data.n_images;
   sum->n_classes = r->data.n_classes;
   fr_info("training data: %d images of %d identities (%lld items read, %lld not images, %lld unreadable, %lld "
@@ -409,12 +427,12 @@ int fr_train_run(const fr_train_run_options *o, fr_train_run_summary *sum, fr_er
   memset(sum, 0, sizeof(*sum));
   sum->phase_setup = 1;
   run_state r = {.o = o};
-  int rc = load_model_and_data(&r, sum, err);
+  /* The device first: --align prepares the data on it. */
+  fr_vk_options vo = {.device = o->device, .validation = -1};
+  int rc = fr_vk_context_create(&vo, &r.ctx, err);
+  if (!rc)
+    rc = load_model_and_data(&r, sum, err);
   sum->data = r.data; /* counts; the arrays stay with r */
-  if (!rc) {
-    fr_vk_options vo = {.device = o->device, .validation = -1};
-    rc = fr_vk_context_create(&vo, &r.ctx, err);
-  }
   if (!rc) {
     snprintf(sum->device, sizeof(sum->device), "%s", fr_vk_context_device(r.ctx)->name);
     r.total = r.spe * o->epochs;
@@ -480,11 +498,13 @@ void fr_train_run_print_summary(const fr_train_run_options *o, const fr_train_ru
           ",\"images\":%d,\"classes\":%d,\"items_read\":%lld,\"not_images\":%lld,\"unreadable\":%lld,"
           "\"input_errors\":%d,\"steps_per_epoch\":%lld,\"start_step\":%lld,\"end_step\":%lld,\"epochs_done\":%d,"
           "\"first_loss\":%.6g,\"last_loss\":%.6g,\"first_epoch_loss\":%.6g,\"last_epoch_loss\":%.6g,"
-          "\"seconds\":%.3f,\"images_per_s\":%.3f,\"peak_device_bytes\":%llu",
+          "\"seconds\":%.3f,\"images_per_s\":%.3f,\"peak_device_bytes\":%llu,\"align\":%d,\"aligned\":%lld,"
+          "\"fallbacks\":%lld",
           s->n_images, s->n_classes, (long long)s->data.items_read, (long long)s->data.skipped,
           (long long)s->data.failed, s->data.input_errors, (long long)s->steps_per_epoch, (long long)s->start_step,
           (long long)s->end_step, s->epochs_done, s->first_loss, s->last_loss, s->first_epoch_loss,
-          s->last_epoch_loss, s->seconds, s->images_per_s, (unsigned long long)s->peak_device_bytes);
+          s->last_epoch_loss, s->seconds, s->images_per_s, (unsigned long long)s->peak_device_bytes, o->align,
+          (long long)s->data.aligned, (long long)s->data.fallbacks);
   if (s->ri) {
     const char *names[5] = {"arcface", "l1", "id", "mse", "total"};
     for (int e = 0; e < 2; e++) {

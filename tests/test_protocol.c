@@ -128,10 +128,14 @@ static void test_ready_roundtrip(void)
   struct {
     fr_str worker, device;
     uint32_t credit, dim;
+    uint8_t align;
+    float score;
+    uint32_t min_face, max_face;
   } cases[] = {
-      {fr_str_c("node7:1234"), fr_str_c("llvmpipe (LLVM 15.0.6, 256 bits)"), 4, 128},
-      {fr_str_c(""), fr_str_c(NULL), 1, 1},
-      {{longname, sizeof(longname)}, {weird, sizeof(weird)}, FR_PROTO_MAX_CREDIT, FR_PROTO_MAX_DIM},
+      {fr_str_c("node7:1234"), fr_str_c("llvmpipe (LLVM 15.0.6, 256 bits)"), 4, 128, 0, 0, 0, 0},
+      {fr_str_c(""), fr_str_c(NULL), 1, 1, 1, 0.9f, 70, 150},
+      {{longname, sizeof(longname)}, {weird, sizeof(weird)}, FR_PROTO_MAX_CREDIT, FR_PROTO_MAX_DIM, 1, 1.0f,
+       FR_PROTO_MAX_FACE, 0},
   };
   for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
     fr_msg m = {.type = FR_MSG_READY};
@@ -139,6 +143,10 @@ static void test_ready_roundtrip(void)
     m.ready.device = cases[c].device;
     m.ready.credit = cases[c].credit;
     m.ready.embedding_dim = cases[c].dim;
+    m.ready.align = cases[c].align;
+    m.ready.align_min_score = cases[c].score;
+    m.ready.align_min_face = cases[c].min_face;
+    m.ready.align_max_face = cases[c].max_face;
     memcpy(m.ready.model_sha256, SHA, 65);
     fr_frames fr = encode_ok(&m);
     CU_ASSERT_EQUAL(fr.count, 5);
@@ -154,6 +162,10 @@ static void test_ready_roundtrip(void)
     CU_ASSERT_EQUAL(d.ready.credit, cases[c].credit);
     CU_ASSERT_EQUAL(d.ready.embedding_dim, cases[c].dim);
     CU_ASSERT_STRING_EQUAL(d.ready.model_sha256, SHA);
+    CU_ASSERT_EQUAL(d.ready.align, cases[c].align);
+    CU_ASSERT(bits_equal(d.ready.align_min_score, cases[c].score));
+    CU_ASSERT_EQUAL(d.ready.align_min_face, cases[c].min_face);
+    CU_ASSERT_EQUAL(d.ready.align_max_face, cases[c].max_face);
     fr_msg_free(&d);
     fr_frames_free(&fr);
   }
@@ -266,6 +278,8 @@ static void fill_result(fr_msg *m, uint32_t n, uint32_t dim, fr_result_item *ite
     it->norm = it->status == 0 ? 1.0f + (float)i : NAN;
     it->ers = i % 2 ? -0.0f : INFINITY;
     it->ri = i == 1 ? -NAN : (float)i * 0.25f;
+    it->aligned = (int8_t)((int)(i % 3) - 1);
+    it->align_score = it->aligned < 0 ? NAN : 1.0f / (float)(i + 1);
     it->error = fr_str_c(errs[it->status]);
     for (uint32_t j = 0; j < dim; j++)
       emb[(size_t)i * dim + j] = it->status == 0 ? (float)j / (float)(i + 1) - 0.5f : NAN;
@@ -289,6 +303,8 @@ static void check_result_equal(const fr_msg *d, const fr_msg *m)
     CU_ASSERT(bits_equal(x->norm, y->norm)); /* NaN payloads and -0 survive */
     CU_ASSERT(bits_equal(x->ers, y->ers));
     CU_ASSERT(bits_equal(x->ri, y->ri));
+    CU_ASSERT_EQUAL(x->aligned, y->aligned);
+    CU_ASSERT(bits_equal(x->align_score, y->align_score));
     CU_ASSERT(str_is(x->error, y->error.s, y->error.len));
   }
   size_t nf = (size_t)a->count * a->embedding_dim;
@@ -579,7 +595,7 @@ static void test_wrong_version_and_type(void)
 {
   for (int t = FR_MSG_READY; t <= FR_MSG_STOP; t++) {
     fr_frames fr = sample((fr_msg_type)t);
-    uint16_t versions[] = {0, 2, 0xffff, 0x0100};
+    uint16_t versions[] = {0, 1, 0xffff, 0x0200}; /* 1: the version before --align travelled */
     for (size_t v = 0; v < 4; v++) {
       fset s = fset_copy(fr.frame, fr.count);
       fset_mut(&s, 0)[6] = (uint8_t)versions[v];
@@ -659,13 +675,15 @@ static void test_counts_and_lengths_that_lie(void)
   for (size_t k = 0; k < sizeof(dims) / sizeof(dims[0]); k++)
     lie_u32(FR_MSG_RESULT, 2, 16, dims[k], "RESULT");
   /* RESULT records: status, reserved, width/height, error lengths. */
-  lie_u32(FR_MSG_RESULT, 3, 36 + 8, 3, "item 1 status 3");
-  lie_u32(FR_MSG_RESULT, 3, 8, 0x100, "reserved");
-  lie_u32(FR_MSG_RESULT, 3, 36 * 2 + 12, 0x80000000u, "INT32_MAX");
+  lie_u32(FR_MSG_RESULT, 3, 40 + 8, 3, "item 1 status 3");
+  lie_u32(FR_MSG_RESULT, 3, 8, 0x10000, "reserved");
+  lie_u32(FR_MSG_RESULT, 3, 8, 0x200, "aligned byte 0x02");  /* aligned is -1, 0 or 1 */
+  lie_u32(FR_MSG_RESULT, 3, 8, 0x7f00, "aligned byte 0x7f");
+  lie_u32(FR_MSG_RESULT, 3, 40 * 2 + 12, 0x80000000u, "INT32_MAX");
   lie_u32(FR_MSG_RESULT, 3, 16, UINT32_MAX, "INT32_MAX");
   lie_u32(FR_MSG_RESULT, 3, 32, 1, "error text lengths add up");
-  lie_u32(FR_MSG_RESULT, 3, 36 + 32, UINT32_MAX, "item 1 error text");
-  lie_u32(FR_MSG_RESULT, 3, 36 * 2 + 32, FR_PROTO_MAX_STRING + 1, "limit");
+  lie_u32(FR_MSG_RESULT, 3, 40 + 32, UINT32_MAX, "item 1 error text");
+  lie_u32(FR_MSG_RESULT, 3, 40 * 2 + 32, FR_PROTO_MAX_STRING + 1, "limit");
   /* READY: credit, dim, SHA-256. */
   lie_u32(FR_MSG_READY, 2, 0, 0, "credit");
   lie_u32(FR_MSG_READY, 2, 0, FR_PROTO_MAX_CREDIT + 1, "credit");
@@ -673,6 +691,13 @@ static void test_counts_and_lengths_that_lie(void)
   lie_u32(FR_MSG_READY, 2, 4, UINT32_MAX, "embedding size");
   lie_u32(FR_MSG_READY, 2, 8, 0x41414141, "SHA-256"); /* "AAAA": uppercase is refused */
   lie_u32(FR_MSG_READY, 2, 68, 0x00333231, "SHA-256"); /* a NUL inside */
+  /* READY --align settings: align at 72, 3 reserved bytes, min score at 76, face sizes at 80, 84. */
+  lie_u32(FR_MSG_READY, 2, 72, 2, "align 2");
+  lie_u32(FR_MSG_READY, 2, 72, 0x100, "reserved");
+  lie_u32(FR_MSG_READY, 2, 76, 0x7fc00000u, "min score"); /* NaN */
+  lie_u32(FR_MSG_READY, 2, 76, 0x3fc00000u, "min score"); /* 1.5 */
+  lie_u32(FR_MSG_READY, 2, 80, FR_PROTO_MAX_FACE + 1, "face size");
+  lie_u32(FR_MSG_READY, 2, 84, UINT32_MAX, "face size");
 
   /* A SHARD whose count matches the frames but whose image is over the limit:
    * the limit is checked on the frame size, not by reading it. */

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "faceri/align.h"
 #include "faceri/model.h"
 #include "test_util.h"
 
@@ -221,6 +222,50 @@ static void test_refusals(void)
   CU_ASSERT_PTR_NOT_NULL(strstr(out, "--resume"));
 }
 
+/* --align: the kept images (4 identities x 10) are aligned once before the epochs and
+ * the fallbacks counted; the run trains and its config records the align settings. */
+static void test_align(void)
+{
+  char mtcnn[1024], probe[1100];
+  snprintf(mtcnn, sizeof(mtcnn), "%s/%s", FACERI_SOURCE_DIR, FR_MTCNN_DEFAULT_DIR);
+  snprintf(probe, sizeof(probe), "%s/onet.tflite", mtcnn);
+  if (!ready() || access(probe, R_OK) != 0)
+    TEST_SKIP("model, %s or the MTCNN models missing", g_orl);
+  if (getenv("FACERI_SANITIZER_RUN"))
+    TEST_SKIP("training runs are slow under the sanitizers; the optimised pass runs them");
+  char json[4096], extra[1200], log[600];
+  snprintf(extra, sizeof(extra), "--align --mtcnn %s --max-steps 2", mtcnn);
+  CU_ASSERT_EQUAL_FATAL(train(extra, "align.h5", json, sizeof(json)), 0);
+  CU_ASSERT_PTR_NOT_NULL(strstr(json, "\"status\":\"complete\""));
+  CU_ASSERT_PTR_NOT_NULL(strstr(json, "\"images\":40,\"classes\":4"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(json, "\"end_step\":2"));
+  const char *a = strstr(json, "\"align\":1,\"aligned\":");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+  long aligned = -1, fallbacks = -1;
+  CU_ASSERT_EQUAL(sscanf(a, "\"align\":1,\"aligned\":%ld,\"fallbacks\":%ld", &aligned, &fallbacks), 2);
+  printf("\n    ORL, 40 images kept: %ld aligned, %ld fallbacks", aligned, fallbacks);
+  CU_ASSERT_EQUAL(aligned + fallbacks, 40); /* only the kept images, each once */
+  CU_ASSERT(aligned >= 36);
+  snprintf(log, sizeof(log), "%s/align.h5.log", g_dir);
+  FILE *f = fopen(log, "r");
+  char text[8192] = "";
+  if (f) {
+    text[fread(text, 1, sizeof(text) - 1, f)] = '\0';
+    fclose(f);
+  }
+  char want[128];
+  snprintf(want, sizeof(want), "aligned %ld images, %ld fallbacks", aligned, fallbacks);
+  CU_ASSERT_PTR_NOT_NULL(strstr(text, want));
+  /* the checkpoint's config names the settings, so --resume can hold a run to them */
+  char path[512];
+  snprintf(path, sizeof(path), "%s/align.h5", g_dir);
+  fr_model m;
+  fr_error err = {0};
+  CU_ASSERT_EQUAL_FATAL(fr_model_load(path, &m, &err), FR_OK);
+  CU_ASSERT(m.training.config && strstr(m.training.config, "\"align\":{\"min_score\":0.899999976"));
+  fr_model_free(&m);
+}
+
 static int suite_init(void)
 {
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
@@ -248,5 +293,6 @@ int main(void)
   CU_add_test(s, "--degrade without the heads", test_degrade_without_heads);
   CU_add_test(s, "--epochs 0 and --head-init model", test_shared_head_init);
   CU_add_test(s, "refusals name the cause", test_refusals);
+  CU_add_test(s, "--align aligns the kept images once and counts fallbacks", test_align);
   return test_run_all();
 }

@@ -7,7 +7,9 @@
 #include <stdint.h>
 #include <zmq.h>
 
+#include "faceri/align.h"
 #include "faceri/engine.h"
+#include "faceri/image.h"
 #include "faceri/preprocess.h"
 #include "faceri/protocol.h"
 
@@ -34,6 +36,9 @@ typedef struct wk_slot {
   uint32_t item;
   int ok, width, height;
   char *error; /* decode failure, malloc'd */
+  fr_image img; /* with an aligner: the decoded image, aligned on the device thread */
+  int8_t aligned;
+  float align_score;
 } wk_slot;
 
 typedef struct wk_batch {
@@ -56,6 +61,11 @@ typedef struct wk_pipeline {
   size_t per_image;
   int notify_fd; /* written (one byte) whenever a job finishes or the pipeline fails */
   const float *ui_centre; /* the model's UI centre [dim] or NULL; set before the first submit */
+  /* --align (set before the first submit): decode helpers only decode, and the
+   * device thread aligns each slot right before the engine runs, because the
+   * aligner submits to the same Vulkan queue, which has no lock. NULL: no align. */
+  fr_aligner *aligner;
+  fr_align_options align_opts;
 
   pthread_mutex_t mu; /* everything below up to the pool */
   pthread_cond_t prep_cv, dev_cv;
@@ -73,6 +83,8 @@ typedef struct wk_pipeline {
    * thread waiting for a decoded batch once it has run one, and the prep
    * thread decoding (wall time; the pool shares it). */
   double device_wait_seconds, decode_seconds;
+  double align_seconds; /* the device thread aligning (detection + warp), --align only */
+  uint64_t aligned, fallbacks;
 
   /* decode pool: helpers claim slots of `task` while the prep thread does too */
   pthread_mutex_t pool_mu;

@@ -36,6 +36,7 @@ typedef struct wk_worker {
   int have_model;
   fr_vk_context *vk;
   fr_engine *engine;
+  fr_aligner *aligner; /* --align; shares vk's queue with the engine (used on the device thread only) */
   wk_pipeline pipe;
   int pipe_started;
   int fds[2]; /* pipeline -> this thread wake-ups */
@@ -120,6 +121,12 @@ static int send_ready(wk_worker *w, fr_error *err)
   m.ready.credit = (uint32_t)w->credit;
   m.ready.embedding_dim = (uint32_t)w->model.embedding_size;
   memcpy(m.ready.model_sha256, w->model.file_sha256, sizeof(m.ready.model_sha256));
+  if (w->o->align) {
+    m.ready.align = 1;
+    m.ready.align_min_score = w->o->align_min_score;
+    m.ready.align_min_face = (uint32_t)w->o->align_min_face;
+    m.ready.align_max_face = (uint32_t)w->o->align_max_face;
+  }
   return send_msg(w, &m, err);
 }
 
@@ -275,7 +282,8 @@ static fr_shard_job *new_job(wk_worker *w, fr_msg *msg, zmq_msg_t *parts, size_t
     job->emb[i] = NAN;
   for (uint32_t i = 0; i < count; i++) {
     job->res[i] = (fr_result_item){.index = msg->shard.items[i].index, .status = FR_ITEM_FAILED,
-                                   .norm = NAN, .ers = NAN, .ri = NAN};
+                                   .norm = NAN, .ers = NAN, .ri = NAN, .aligned = -1,
+                                   .align_score = NAN};
   }
   job->msg = *msg;
   memset(msg, 0, sizeof(*msg));
@@ -583,12 +591,34 @@ static int setup_device(wk_worker *w, fr_error *err)
     pp.mean[i] = w->model.mean[i];
     pp.std[i] = w->model.std[i];
   }
+  fr_align_options ao = fr_align_defaults();
+  if (o->align) {
+    const char *dir = o->mtcnn_dir && *o->mtcnn_dir ? o->mtcnn_dir : fr_mtcnn_default_dir();
+    rc = fr_aligner_create(w->vk, dir, &w->aligner, err);
+    if (rc) {
+      fr_error_prefix(err, "worker %s: --align", w->name);
+      return rc;
+    }
+    ao.min_score = o->align_min_score;
+    ao.min_face = o->align_min_face;
+    ao.max_face = o->align_max_face;
+    if (o->has_crop) { /* --crop frames the fallback; detection sees the whole image */
+      pp.has_crop = 0;
+      ao.has_fallback_crop = 1;
+      ao.fallback_crop[0] = o->crop_x;
+      ao.fallback_crop[1] = o->crop_y;
+      ao.fallback_crop[2] = o->crop_w;
+      ao.fallback_crop[3] = o->crop_h;
+    }
+  }
   rc = wk_pipeline_start(&w->pipe, w->engine, &pp, w->batch, w->model.embedding_size, w->decode_threads,
                          w->fds[1], err);
   if (!rc) {
     w->pipe_started = 1;
-    /* Before any shard is submitted: the device thread reads it only after a submit. */
+    /* Before any shard is submitted: the device thread reads them only after a submit. */
     w->pipe.ui_centre = w->model.ui_centre;
+    w->pipe.aligner = w->aligner;
+    w->pipe.align_opts = ao;
   }
   return rc;
 }
@@ -605,6 +635,11 @@ static int check_options(wk_worker *w, fr_error *err)
   w->hb_ms = o->heartbeat_ms > 0 ? o->heartbeat_ms : 1000;
   w->liveness = o->liveness > 0 ? o->liveness : 5;
   w->max_reconnect_s = o->max_reconnect_s > 0 ? o->max_reconnect_s : 60;
+  if (o->align && (!(o->align_min_score >= 0.0f && o->align_min_score <= 1.0f) || o->align_min_face < 0 ||
+                   o->align_max_face < 0 || o->align_min_face > (int)FR_PROTO_MAX_FACE ||
+                   o->align_max_face > (int)FR_PROTO_MAX_FACE))
+    return fr_error_set(err, FR_ERR_INVALID, "worker: align min score %g or face size %d:%d out of range",
+                        (double)o->align_min_score, o->align_min_face, o->align_max_face);
   if (w->credit > (int)FR_PROTO_MAX_CREDIT)
     return fr_error_set(err, FR_ERR_INVALID, "worker: credit %d is over the protocol's limit of %u", w->credit,
                         FR_PROTO_MAX_CREDIT);
@@ -657,6 +692,11 @@ int fr_worker_run(const fr_worker_options *opts, void *zmq_ctx, fr_error *err)
     w->st.images = w->pipe.images;
     w->st.batches = w->pipe.batches;
     w->st.device_seconds = w->pipe.device_seconds;
+    w->st.aligned = w->pipe.aligned;
+    w->st.fallbacks = w->pipe.fallbacks;
+    if (w->aligner)
+      fr_info("worker %s: aligned %llu images, %llu fallbacks, aligning %.2f s on the device thread", w->name,
+              (unsigned long long)w->pipe.aligned, (unsigned long long)w->pipe.fallbacks, w->pipe.align_seconds);
     if (w->pipe.batches > 0)
       fr_info("worker %s: %llu images in %llu device batches (%llu full, %.1f images per batch), device busy %.2f s, "
               "waiting for decoded batches %.2f s; decoding %.2f s",
@@ -666,6 +706,7 @@ int fr_worker_run(const fr_worker_options *opts, void *zmq_ctx, fr_error *err)
   }
   if (w->own_ctx && w->zctx)
     zmq_ctx_term(w->zctx);
+  fr_aligner_destroy(w->aligner);
   fr_engine_destroy(w->engine);
   if (w->vk)
     w->st.validation_messages = fr_vk_validation_messages(w->vk);

@@ -126,6 +126,18 @@ static void decode_slot(wk_pipeline *p, wk_batch *b, int s)
   fr_error e = {0};
   slot->width = slot->height = 0;
   slot->error = NULL;
+  slot->aligned = -1;
+  slot->align_score = NAN;
+  if (p->aligner) {
+    slot->ok = fr_image_decode(it->image, it->image_size, key, &slot->img, &e) == FR_OK;
+    if (slot->ok) {
+      slot->width = slot->img.width;
+      slot->height = slot->img.height;
+    } else {
+      slot->error = strdup(e.message);
+    }
+    return;
+  }
   slot->ok = fr_preprocess_image(&p->pp, it->image, it->image_size, key, b->input + (size_t)s * p->per_image,
                                  &slot->width, &slot->height, &e) == FR_OK;
   if (!slot->ok)
@@ -202,6 +214,7 @@ static void compact(wk_pipeline *p, wk_batch *b)
       memcpy(b->input + (size_t)m * p->per_image, b->input + (size_t)s * p->per_image,
              p->per_image * sizeof(float));
       b->slots[m] = *slot;
+      memset(&slot->img, 0, sizeof(slot->img)); /* moved, not shared */
     }
     m++;
   }
@@ -238,12 +251,63 @@ static void *prep_main(void *arg)
   return NULL;
 }
 
+/* On the device thread (the aligner shares the engine's queue): each decoded
+ * image becomes its slot's network input. An item the aligner cannot take (a
+ * fallback crop outside the image) fails alone; a lost device fails the batch. */
+static int align_batch(wk_pipeline *p, wk_batch *b, fr_error *e)
+{
+  int rc = FR_OK;
+  uint64_t aligned = 0, fallbacks = 0;
+  double t0 = wk_now();
+  for (int s = 0; s < b->n; s++) {
+    wk_slot *slot = &b->slots[s];
+    fr_align_result res;
+    fr_error ae = {0};
+    int arc = rc ? rc
+                 : fr_aligner_align_input(p->aligner, &slot->img, &p->align_opts, p->pp.input_w, p->pp.input_h,
+                                          p->pp.mean, p->pp.std, b->input + (size_t)s * p->per_image, &res, &ae);
+    fr_image_free(&slot->img);
+    if (rc)
+      continue;
+    if (arc == FR_ERR_DEVICE_LOST) {
+      rc = arc;
+      *e = ae;
+      continue;
+    }
+    if (arc) {
+      const fr_shard_item *it = &slot->job->msg.shard.items[slot->item];
+      char key[600];
+      fr_str_escape(it->key, key, sizeof(key));
+      slot->ok = 0;
+      char why[1700]; /* key (600) + message (1024) */
+      snprintf(why, sizeof(why), "%s: align: %s", key, ae.message);
+      slot->error = strdup(why); /* NULL on OOM: the item still fails, without a text */
+      continue;
+    }
+    slot->aligned = (int8_t)res.aligned;
+    slot->align_score = res.score;
+    aligned += res.aligned != 0;
+    fallbacks += res.aligned == 0;
+  }
+  double dt = wk_now() - t0;
+  pthread_mutex_lock(&p->mu);
+  p->align_seconds += dt;
+  p->aligned += aligned;
+  p->fallbacks += fallbacks;
+  pthread_mutex_unlock(&p->mu);
+  if (!rc)
+    compact(p, b);
+  return rc;
+}
+
 static void run_batch(wk_pipeline *p, wk_batch *b)
 {
   fr_error e = {0};
   int rc = FR_OK;
+  if (p->aligner && b->n > 0)
+    rc = align_batch(p, b, &e);
   double t0 = wk_now();
-  if (b->n > 0)
+  if (b->n > 0 && !rc)
     rc = fr_engine_run_ri(p->engine, b->input, b->n, b->emb, b->norms, NULL, b->ri, &e);
   double dt = wk_now() - t0;
   pthread_mutex_lock(&p->mu);
@@ -271,6 +335,8 @@ static void run_batch(wk_pipeline *p, wk_batch *b)
       memcpy(job->emb + (size_t)slot->item * p->dim, b->emb + (size_t)s * p->dim, (size_t)p->dim * sizeof(float));
       job->res[slot->item].norm = b->norms[s];
       job->res[slot->item].ri = fr_engine_has_ri(p->engine) ? b->ri[s] : NAN; /* learned RI (xi^) */
+      job->res[slot->item].aligned = slot->aligned;
+      job->res[slot->item].align_score = slot->align_score;
       if (p->ui_centre) /* d_UI whenever the model has a UI centre */
         job->res[slot->item].ers =
             (float)(1.0 - fr_ri_cosine(b->emb + (size_t)s * p->dim, p->ui_centre, p->dim));
@@ -446,6 +512,7 @@ fr_shard_job *wk_pipeline_stop(wk_pipeline *p)
     for (int s = 0; s < p->batch && p->buf[i].slots; s++) {
       free(p->buf[i].slots[s].error);
       p->buf[i].slots[s].error = NULL;
+      fr_image_free(&p->buf[i].slots[s].img);
     }
   free_buffers(p);
   fr_shard_job *all = p->done;

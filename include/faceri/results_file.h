@@ -1,6 +1,6 @@
 #ifndef FACERI_RESULTS_FILE_H
 #define FACERI_RESULTS_FILE_H
-/* The HDF5 results file of every faceri run (docs/FORMAT.md, schema 2).
+/* The HDF5 results file of every faceri run (docs/FORMAT.md, schema 3).
  *
  * Row i of every /items dataset, /embedding and /quality is global item i (the
  * deterministic input order), whichever shard or worker computed it and in
@@ -12,7 +12,10 @@
 #include "faceri/error.h"
 #include "faceri/item_status.h"
 
-#define FR_RESULTS_SCHEMA_VERSION 2
+#define FR_RESULTS_SCHEMA_VERSION 3
+/* Oldest schema the reader still reads (2: no /items/aligned, /items/align_score,
+ * align attributes; they read as "not attempted"). */
+#define FR_RESULTS_SCHEMA_MIN_READ 2
 
 
 typedef struct fr_input_fingerprint {
@@ -39,6 +42,11 @@ typedef struct fr_results_meta {
   /* Where labels came from (fr_labeler_csv_path/_sha256, fr_labeler_regex);
    * NULL or "" when not used. --resume refuses a different CSV content or regex. */
   const char *labels_csv, *labels_csv_sha256, *label_regex;
+  /* --align and its settings (root attributes align, align_min_score, face_size);
+   * --resume refuses other settings. */
+  int align;
+  float align_min_score;
+  int align_min_face, align_max_face;
 } fr_results_meta;
 
 typedef struct fr_results_file fr_results_file;
@@ -71,6 +79,8 @@ typedef struct fr_result_row {
   int width, height;      /* decoded image size, 0 when unknown */
   const float *embedding; /* embedding_size floats; NULL: NaN */
   float norm, ers, ri;    /* NaN when not computed */
+  int aligned;            /* 1 aligned, 0 fallback resize, -1 not attempted */
+  float align_score;      /* NaN when not attempted */
 } fr_result_row;
 
 /* Writes rows for global items first .. first + n - 1 (they need not be committed yet). */

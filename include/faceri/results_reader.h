@@ -1,13 +1,14 @@
 #ifndef FACERI_RESULTS_READER_H
 #define FACERI_RESULTS_READER_H
-/* Chunked reader of a results file (docs/FORMAT.md, schema 2) for the commands
+/* Chunked reader of a results file (docs/FORMAT.md, schemas 2 and 3) for the commands
  * that turn results into answers (eval, audit, gallery, report). Nothing is read
  * whole except the label names: every per-item dataset is read as a row block
  * [first, first + n) through an HDF5 hyperslab, so memory stays bounded by the
  * block size whatever the number of items.
  *
  * Optional per-item float columns are named by their dataset path: "quality/norm",
- * "quality/ers", "quality/ri", "audit/ri", ... A column that is absent reads as NaN. */
+ * "quality/ers", "quality/ri", "audit/ri", "items/align_score", "items/aligned" (int8,
+ * converted), ... A column that is absent reads as NaN. */
 #include <stdint.h>
 
 #include "faceri/error.h"

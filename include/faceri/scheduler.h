@@ -50,6 +50,11 @@ typedef struct fr_coordinator_options {
   /* The run's model: workers whose READY differs are refused (STOP code 1). */
   const char *model_sha256;         /* 64 hex digits */
   int embedding_size;               /* D */
+  /* The run's --align settings: workers whose READY differs are refused too,
+   * and the results file records them (align_min_score etc. only with align). */
+  int align;
+  float align_min_score;
+  int align_min_face, align_max_face;
   const char *model_path;           /* for the file's attributes */
   const char *architecture;
   const char *command_line;
@@ -74,6 +79,7 @@ typedef struct fr_coordinator_summary {
   int complete;         /* every item has its row (the file's state is "complete") */
   int64_t items;        /* rows written in this run */
   int64_t ok, failed, skipped;
+  int64_t aligned, fallbacks; /* rows written aligned (1) and with the fallback resize (0) */
   int64_t resumed;      /* items kept from the interrupted run */
   int64_t shards_committed, shards_failed, leases_lost, messages_dropped;
   int input_errors;     /* inputs that failed part-way (truncated archive...) */

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "faceri/align.h"
 #include "faceri/error.h"
 #include "faceri/preprocess.h"
 
@@ -31,6 +32,12 @@ typedef struct fr_train_data_options {
   /* Take the head box of a pedestrian crop (ui_centre.h FR_HEAD_BOX_*, scaled to each
    * image's size) before resizing, as `faceri model set-ui --face-region head` does. */
   int head_box;
+  /* --align: each kept image aligned once, after the identities are chosen (the inputs
+   * are read a second time for them): fr_aligner_align, then resized to the model size
+   * when it is not 112x112, as fr_aligner_align_input does at inference; pp's crop,
+   * when set, becomes the fallback crop. NULL: decode, crop, resize as above. */
+  fr_aligner *aligner;
+  fr_align_options align_opts;
   /* Called after every item read (may be NULL): for a progress display. */
   void (*progress)(void *user, int64_t items_read, int64_t images_kept);
   void *progress_user;
@@ -48,6 +55,7 @@ typedef struct fr_train_data {
   int64_t unlabelled;        /* images with an empty label */
   int64_t outside_range;     /* images of identities outside the chosen range or below min_images */
   int input_errors;          /* inputs that failed as a whole part-way (a truncated archive) */
+  int64_t aligned, fallbacks; /* --align: kept images aligned / given the fallback resize */
   char fingerprint[65];      /* SHA-256 over the kept keys, labels and pixels: what a resume checks */
 } fr_train_data;
 

@@ -42,6 +42,10 @@ typedef struct fr_train_run_options {
   uint32_t seed;
   int64_t checkpoint_every; /* 0: epoch ends only */
   fr_train_data_options data; /* pp.input_w/h are taken from the model */
+  /* --align: every image aligned once before the epochs (data.align_opts; an aligner
+   * on the run's device from mtcnn_dir, NULL: fr_mtcnn_default_dir()). */
+  int align;
+  const char *mtcnn_dir;
   /* The paper's RI heads and loss (--ri; docs/RI_HEADS.md): heads config from
    * fr_ri_heads_defaults with the options below; the model must have a UI centre. */
   int ri;

@@ -40,6 +40,7 @@ typedef struct fr_worker_stats {
   int stop_code;            /* code of the STOP that ended the run, -1 if none */
   uint64_t validation_messages; /* Vulkan validation warnings/errors (0 in dry-run) */
   double device_seconds;    /* wall time spent in fr_engine_run */
+  uint64_t aligned, fallbacks; /* --align: images aligned, images given the fallback resize */
 } fr_worker_stats;
 
 typedef struct fr_worker_options {
@@ -55,8 +56,15 @@ typedef struct fr_worker_options {
   const char *name;       /* worker name in READY; NULL: hostname:pid */
   int dry_run;            /* 1: no decode, no network: every item status 0, NaN embedding */
   int validation;         /* Vulkan validation: 0 as $FACERI_VALIDATION, 1 on, -1 off */
-  int has_crop;           /* crop every image to (crop_x, crop_y, crop_w, crop_h) first */
+  int has_crop;           /* crop every image to (crop_x, crop_y, crop_w, crop_h) first;
+                           * with align, only the fallback resize is cropped */
   int crop_x, crop_y, crop_w, crop_h;
+  /* --align: MTCNN-align every image onto the ArcFace template on the device
+   * (docs/DETECTION.md); the settings travel in READY and must match the run's. */
+  int align;
+  float align_min_score;  /* used only with align (CLI default 0.9) */
+  int align_min_face, align_max_face; /* --face-size MIN:MAX; 0: the aligner's default */
+  const char *mtcnn_dir;  /* pnet/rnet/onet.tflite; NULL: fr_mtcnn_default_dir() */
   fr_worker_control *control; /* optional: lets another thread stop the worker */
   fr_worker_stats *stats;     /* optional: filled on return */
 } fr_worker_options;

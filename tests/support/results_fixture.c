@@ -36,7 +36,7 @@ int fixture_write_inputs(const char *path, const fixture_item *items, int n, int
     rows[i] = (fr_result_row){.key = items[i].key, .label = items[i].label, .status = items[i].status,
                               .error = items[i].status ? "failed in the fixture" : "", .width = 112, .height = 112,
                               .embedding = items[i].embedding, .norm = items[i].norm, .ers = items[i].ers,
-                              .ri = items[i].ri};
+                              .ri = items[i].ri, .aligned = -1, .align_score = NAN};
   rc = fr_results_write_items(rf, 0, rows, n, 0, err);
   fr_shard_record shard = {.id = 0, .first = 0, .count = n, .attempts = 1, .worker = "w", .device = "d",
                            .reason = "", .seconds = 1};

@@ -25,6 +25,12 @@ fr_align_options fr_align_defaults(void)
 
 fr_detector *fr_aligner_detector(fr_aligner *a) { return a->det; }
 
+const char *fr_mtcnn_default_dir(void)
+{
+  const char *d = getenv("FACERI_MTCNN");
+  return d && *d ? d : FR_MTCNN_DEFAULT_DIR;
+}
+
 int fr_aligner_create(fr_vk_context *ctx, const char *models_dir, fr_aligner **out, fr_error *err)
 {
   *out = NULL;
@@ -189,6 +195,15 @@ int fr_aligner_align(fr_aligner *a, const fr_image *img, const fr_align_options 
   fr_error probe = {0};
   float m[6];
   res->aligned = chosen.score >= o.min_score && template_inverse(chosen.landmarks, m, &probe) == FR_OK;
+  if (!res->aligned && o.has_fallback_crop) {
+    fr_image cropped;
+    const int *c = o.fallback_crop;
+    if ((rc = fr_image_crop(img, c[0], c[1], c[2], c[3], &cropped, err)))
+      return rc;
+    rc = fr_image_resize_bilinear(&cropped, ALIGN_SIZE, ALIGN_SIZE, out, err);
+    fr_image_free(&cropped);
+    return rc;
+  }
   if (!res->aligned)
     return fr_image_resize_bilinear(img, ALIGN_SIZE, ALIGN_SIZE, out, err);
   if ((rc = fr_image_alloc(ALIGN_SIZE, ALIGN_SIZE, out, err)))
