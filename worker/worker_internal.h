@@ -25,8 +25,9 @@ typedef struct fr_shard_job {
   char reason[1100];
   fr_result_item *res; /* msg.shard.count results, in item order */
   char **errors;       /* per item error text (malloc'd) or NULL */
-  float *emb;          /* count x D, NaN rows until computed */
+  float *emb;          /* count x out_dim (the test embedding), NaN rows until computed */
   double received_at;
+  float *attn;         /* count x attn_dim (L2-normalised v_attn) or NULL: --embedding-attn */
 } fr_shard_job;
 
 typedef struct wk_slot {
@@ -42,6 +43,7 @@ typedef struct wk_batch {
   float *norms;
   float *ri;
   wk_slot *slots;
+  float *vattn; /* batch x D, the engine's v_attn; only when the pipeline wants it */
   int n;
   int decode_next, decode_done; /* pool progress, under the pool lock */
 } wk_batch;
@@ -56,6 +58,9 @@ typedef struct wk_pipeline {
   size_t per_image;
   int notify_fd; /* written (one byte) whenever a job finishes or the pipeline fails */
   const float *ui_centre; /* the model's UI centre [dim] or NULL; set before the first submit */
+  /* --test-embedding / --embedding-attn (wk_pipeline_set_attention): out_dim floats
+   * per job->emb row, attn_dim per job->attn row; want_vattn: run for v_attn. */
+  int test_embedding, out_dim, attn_dim, want_vattn;
 
   pthread_mutex_t mu; /* everything below up to the pool */
   pthread_cond_t prep_cv, dev_cv;
@@ -91,6 +96,9 @@ typedef struct wk_pipeline {
  * thread being one of them). */
 int wk_pipeline_start(wk_pipeline *p, fr_engine *engine, const fr_preprocess *pp, int batch, int dim,
                       int decode_threads, int notify_fd, fr_error *err);
+/* After start, before the first submit: what job->emb holds (fr_test_embedding) and
+ * whether jobs carry attn (attn_dim = dim, else 0). Allocates the v_attn buffers. */
+int wk_pipeline_set_attention(wk_pipeline *p, int test_embedding, int attn_dim, fr_error *err);
 void wk_pipeline_submit(wk_pipeline *p, fr_shard_job *job);
 /* Completed jobs in completion order (the caller frees them). */
 fr_shard_job *wk_pipeline_take_done(wk_pipeline *p);

@@ -39,6 +39,11 @@ typedef struct fr_results_meta {
   /* Where labels came from (fr_labeler_csv_path/_sha256, fr_labeler_regex);
    * NULL or "" when not used. --resume refuses a different CSV content or regex. */
   const char *labels_csv, *labels_csv_sha256, *label_regex;
+  /* --test-embedding ("v", "attn", "concat"; NULL: "v"): what /embedding holds
+   * (embedding_size is its width). attn_size > 0: /embedding_attn [N, attn_size]
+   * exists. --resume refuses a change of either. */
+  const char *test_embedding;
+  int attn_size;
 } fr_results_meta;
 
 typedef struct fr_results_file fr_results_file;
@@ -71,6 +76,7 @@ typedef struct fr_result_row {
   int width, height;      /* decoded image size, 0 when unknown */
   const float *embedding; /* embedding_size floats; NULL: NaN */
   float norm, ers, ri;    /* NaN when not computed */
+  const float *embedding_attn; /* attn_size floats (L2-normalised v_attn); NULL: NaN */
 } fr_result_row;
 
 /* Writes rows for global items first .. first + n - 1 (they need not be committed yet). */

@@ -57,6 +57,8 @@ typedef struct fr_worker_options {
   int validation;         /* Vulkan validation: 0 as $FACERI_VALIDATION, 1 on, -1 off */
   int has_crop;           /* crop every image to (crop_x, crop_y, crop_w, crop_h) first */
   int crop_x, crop_y, crop_w, crop_h;
+  int embedding_attn;     /* 1: RESULTs carry L2-normalised v_attn (the model needs the attention head) */
+  int test_embedding;     /* fr_test_embedding: what RESULT embeddings hold (0: v) */
   fr_worker_control *control; /* optional: lets another thread stop the worker */
   fr_worker_stats *stats;     /* optional: filled on return */
 } fr_worker_options;
