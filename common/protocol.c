@@ -13,10 +13,11 @@
 enum {
   VERSION_FRAME_SIZE = 8, /* "FACERI" + u16 version */
   TYPE_FRAME_SIZE = 1,
-  READY_HEADER_SIZE = 88, /* u32 credit, u32 dim, 64 hex chars, u8 align + 3 reserved, f32 score, u32 x2 face size */
+  READY_HEADER_SIZE = 96, /* u32 credit, u32 dim, 64 hex chars, u8 align + 3 reserved, f32 score, u32 x2 face size,
+                           * u32 attn dim, u32 test embedding */
   SHARD_HEADER_SIZE = 16, /* u64 shard, u32 attempt, u32 count */
   SHARD_RECORD_SIZE = 12, /* u64 index, u32 key_len */
-  RESULT_HEADER_SIZE = 20, /* u64 shard, u32 attempt, u32 count, u32 dim */
+  RESULT_HEADER_SIZE = 24, /* u64 shard, u32 attempt, u32 count, u32 dim, u32 attn dim */
   RESULT_RECORD_SIZE = 40,
   HEARTBEAT_HEADER_SIZE = 16, /* u64 time_ms, u64 sequence */
   FAILED_HEADER_SIZE = 12,    /* u64 shard, u32 attempt */
@@ -214,6 +215,9 @@ static int encode_plan(const fr_msg *m, size_t *nframes, size_t *nbytes, fr_erro
       return ENC_FAIL("encoding READY message: model SHA-256 is not 64 lowercase hex digits");
     if ((rc = check_align(r, FR_ERR_INVALID, "encoding ", err)))
       return rc;
+    if (r->attn_dim > FR_PROTO_MAX_DIM || r->test_embedding > 2)
+      return ENC_FAIL("encoding READY message: attention size %u (limit %u) or test embedding %u (0..2) out of range",
+                      r->attn_dim, FR_PROTO_MAX_DIM, r->test_embedding);
     if ((rc = check_str(name, "worker name", r->worker, err)) ||
         (rc = check_str(name, "device name", r->device, err)))
       return rc;
@@ -256,6 +260,12 @@ static int encode_plan(const fr_msg *m, size_t *nframes, size_t *nbytes, fr_erro
       return ENC_FAIL("encoding RESULT message: %u items but no item or embedding array", r->count);
     if (!mul_ok((size_t)r->count * r->embedding_dim, 4, &t) || !add_ok(bytes, t, &bytes))
       return ENC_FAIL("encoding RESULT message: embedding size overflows");
+    if (r->attn_dim > FR_PROTO_MAX_DIM)
+      return ENC_FAIL("encoding RESULT message: attention size %u is over %u", r->attn_dim, FR_PROTO_MAX_DIM);
+    if (r->count && r->attn_dim && !r->attn)
+      return ENC_FAIL("encoding RESULT message: attention size %u but no attention array", r->attn_dim);
+    if (!mul_ok((size_t)r->count * r->attn_dim, 4, &t) || !add_ok(bytes, t, &bytes))
+      return ENC_FAIL("encoding RESULT message: attention size overflows");
     bytes += RESULT_HEADER_SIZE + (size_t)r->count * RESULT_RECORD_SIZE;
     for (uint32_t i = 0; i < r->count; i++) {
       const fr_result_item *it = &r->items[i];
@@ -272,7 +282,7 @@ static int encode_plan(const fr_msg *m, size_t *nframes, size_t *nbytes, fr_erro
         return rc;
       bytes += it->error.len;
     }
-    *nframes = FIXED_FRAMES + 3;
+    *nframes = FIXED_FRAMES + 4;
     *nbytes = bytes;
     return FR_OK;
   }
@@ -355,6 +365,8 @@ int fr_msg_encode(const fr_msg *msg, fr_frames *out, fr_error *err)
     put_f32(h + 76, r->align_min_score);
     put_u32(h + 80, r->align_min_face);
     put_u32(h + 84, r->align_max_face);
+    put_u32(h + 88, r->attn_dim);
+    put_u32(h + 92, r->test_embedding);
     w_bytes_frame(&w, r->worker.s, r->worker.len);
     w_bytes_frame(&w, r->device.s, r->device.len);
     break;
@@ -392,6 +404,7 @@ int fr_msg_encode(const fr_msg *msg, fr_frames *out, fr_error *err)
     put_u32(h + 8, r->attempt);
     put_u32(h + 12, r->count);
     put_u32(h + 16, r->embedding_dim);
+    put_u32(h + 20, r->attn_dim);
     uint8_t *rec = w_frame(&w, (size_t)r->count * RESULT_RECORD_SIZE);
     size_t errors = 0;
     for (uint32_t i = 0; i < r->count; i++, rec += RESULT_RECORD_SIZE) {
@@ -417,6 +430,8 @@ int fr_msg_encode(const fr_msg *msg, fr_frames *out, fr_error *err)
         memcpy(e, r->items[i].error.s, r->items[i].error.len);
       e += r->items[i].error.len;
     }
+    size_t nattn = (size_t)r->count * r->attn_dim; /* frame 6: empty when absent */
+    put_floats(w_frame(&w, nattn * 4), r->attn, nattn);
     break;
   }
   case FR_MSG_HEARTBEAT: {
@@ -544,6 +559,12 @@ static int decode_ready(const fr_frame *f, size_t n, fr_msg *out, fr_error *err)
   r->align_max_face = get_u32(h + 84);
   if ((rc = check_align(r, FR_ERR_FORMAT, "", err)))
     return rc;
+  r->attn_dim = get_u32(h + 88);
+  r->test_embedding = get_u32(h + 92);
+  if (r->attn_dim > FR_PROTO_MAX_DIM)
+    return BAD("READY message: attention size %u is over %u", r->attn_dim, FR_PROTO_MAX_DIM);
+  if (r->test_embedding > 2)
+    return BAD("READY message: test embedding %u is not 0 (v), 1 (attn) or 2 (concat)", r->test_embedding);
   if ((rc = str_frame_ok("READY", "worker name", &f[3], err)) ||
       (rc = str_frame_ok("READY", "device name", &f[4], err)))
     return rc;
@@ -616,14 +637,14 @@ static int decode_shard(const fr_frame *f, size_t n, fr_msg *out, fr_error *err)
 
 static int decode_result(const fr_frame *f, size_t n, fr_msg *out, fr_error *err)
 {
-  int rc = expect_shape("RESULT", n, FIXED_FRAMES + 3, f, RESULT_HEADER_SIZE, err);
+  int rc = expect_shape("RESULT", n, FIXED_FRAMES + 4, f, RESULT_HEADER_SIZE, err);
   if (rc)
     return rc;
   fr_msg_result *r = &out->result;
   const uint8_t *h = f[2].data;
   r->shard_id = get_u64(h);
   r->attempt = get_u32(h + 8);
-  uint32_t count = get_u32(h + 12), dim = get_u32(h + 16);
+  uint32_t count = get_u32(h + 12), dim = get_u32(h + 16), attn_dim = get_u32(h + 20);
   if (count > FR_PROTO_MAX_ITEMS)
     return BAD("RESULT message: %u items (limit %u)", count, FR_PROTO_MAX_ITEMS);
   if (dim < 1 || dim > FR_PROTO_MAX_DIM)
@@ -635,6 +656,12 @@ static int decode_result(const fr_frame *f, size_t n, fr_msg *out, fr_error *err
   if (!mul_ok(count, dim, &nfloat) || !mul_ok(nfloat, 4, &emb_bytes) || f[4].size != emb_bytes)
     return BAD("RESULT message: embedding frame is %zu bytes, %u items x %u floats need %llu", f[4].size,
                count, dim, (unsigned long long)count * dim * 4);
+  size_t nattn = 0, attn_bytes = 0;
+  if (attn_dim > FR_PROTO_MAX_DIM)
+    return BAD("RESULT message: attention size %u is over %u", attn_dim, FR_PROTO_MAX_DIM);
+  if (!mul_ok(count, attn_dim, &nattn) || !mul_ok(nattn, 4, &attn_bytes) || f[6].size != attn_bytes)
+    return BAD("RESULT message: attention frame is %zu bytes, %u items x %u floats need %llu", f[6].size, count,
+               attn_dim, (unsigned long long)count * attn_dim * 4);
   size_t errors = 0;
   for (uint32_t i = 0; i < count; i++) {
     const uint8_t *rec = f[3].data + (size_t)i * RESULT_RECORD_SIZE;
@@ -659,7 +686,7 @@ static int decode_result(const fr_frame *f, size_t n, fr_msg *out, fr_error *err
    * offset), then NUL-terminated error texts. */
   size_t items_bytes, total;
   if (!mul_ok(count, sizeof(fr_result_item), &items_bytes) || !add_ok(items_bytes, emb_bytes, &total) ||
-      !add_ok(total, errors, &total) || !add_ok(total, count, &total))
+      !add_ok(total, attn_bytes, &total) || !add_ok(total, errors, &total) || !add_ok(total, count, &total))
     return BAD("RESULT message: sizes overflow");
   if ((rc = alloc_arena("RESULT", total, out, err)))
     return rc;
@@ -669,7 +696,11 @@ static int decode_result(const fr_frame *f, size_t n, fr_msg *out, fr_error *err
   r->embedding = count ? (float *)((char *)out->owned + items_bytes) : NULL;
   if (count)
     get_floats(r->embedding, f[4].data, nfloat);
-  char *a = count ? (char *)out->owned + items_bytes + emb_bytes : NULL;
+  r->attn_dim = attn_dim;
+  r->attn = count && attn_dim ? (float *)((char *)out->owned + items_bytes + emb_bytes) : NULL;
+  if (r->attn)
+    get_floats(r->attn, f[6].data, nattn);
+  char *a = count ? (char *)out->owned + items_bytes + emb_bytes + attn_bytes : NULL;
   size_t at = 0;
   for (uint32_t i = 0; i < count; i++) {
     const uint8_t *rec = f[3].data + (size_t)i * RESULT_RECORD_SIZE;

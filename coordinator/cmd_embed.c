@@ -18,6 +18,7 @@
 #include "faceri/model.h"
 #include "faceri/results_file.h"
 #include "faceri/ri.h"
+#include "faceri/test_embedding.h"
 
 static const char usage[] =
     "usage: faceri embed [OPTIONS] -o OUT.h5 INPUT...\n"
@@ -42,6 +43,10 @@ static const char usage[] =
     FR_ALIGN_USAGE
     "      --input-raw FILE   raw float32 NHWC tensors, already normalised\n"
     "      --shape N,H,W,C    shape of --input-raw (H,W,C must match the model)\n"
+    "      --embedding-attn   also write /embedding_attn [N,D]: the attention head's\n"
+    "                         embedding v_attn, L2-normalised (model trained with --ri)\n"
+    "      --test-embedding K what /embedding holds: v (default, the backbone's), attn\n"
+    "                         (v_attn) or concat ([v, v_attn], 2D); docs/RI_HEADS.md\n"
     "      --resume           continue an interrupted run into the same OUT.h5: rows of\n"
     "                         committed shards are kept, the rest computed (same inputs)\n"
     "      --json             print only the JSON summary on stdout (no progress)\n"
@@ -81,6 +86,11 @@ typedef struct embed_job {
   fr_aligner *aligner; /* --align; NULL without */
   fr_align_options align_opts;
   int64_t n_aligned, n_fallbacks;
+  /* --test-embedding / --embedding-attn: with either, the engine gives v_attn and
+   * test [batch x out_dim] / attn [batch x D] hold the rows written (else NULL). */
+  fr_test_embedding test_embedding;
+  int want_attn, out_dim;
+  float *vattn, *test, *attn;
 } embed_job;
 
 /* Fault injection for the crash-and-resume tests: FACERI_FAULT_KILL_AFTER_SHARDS=N
@@ -122,11 +132,26 @@ static int push_row(embed_job *job, const char *key, const char *label, fr_item_
   return FR_OK;
 }
 
+/* The engine's v, v_attn and RI in one call, then the rows --test-embedding and
+ * --embedding-attn ask for (the same function as the workers'). */
+static int run_with_attention(embed_job *job, fr_error *err)
+{
+  int n = job->images_in_batch, d = job->model.embedding_size;
+  fr_engine_outputs o = {.embeddings = job->embeddings, .norms = job->norms, .ri = job->ri, .v_attn = job->vattn};
+  int rc = fr_engine_run_outputs(job->engine, job->input, n, &o, err);
+  for (int i = 0; !rc && i < n; i++)
+    fr_test_embedding_rows(job->test_embedding, job->embeddings + (size_t)i * d, job->vattn + (size_t)i * d, d,
+                           job->test + (size_t)i * job->out_dim, job->attn ? job->attn + (size_t)i * d : NULL);
+  return rc;
+}
+
 /* Runs the device on the images gathered so far and writes every queued row in input order. */
 static int flush_rows(embed_job *job, fr_error *err)
 {
   int rc = FR_OK;
-  if (job->images_in_batch > 0)
+  if (job->images_in_batch > 0 && job->vattn)
+    rc = run_with_attention(job, err);
+  else if (job->images_in_batch > 0)
     rc = fr_engine_run_ri(job->engine, job->input, job->images_in_batch, job->embeddings, job->norms, NULL, job->ri,
                           err);
   if (rc)
@@ -149,6 +174,10 @@ static int flush_rows(embed_job *job, fr_error *err)
                              .ri = slot >= 0 ? job->ri[slot] : NAN,
                              .aligned = slot >= 0 ? r->aligned : -1,
                              .align_score = slot >= 0 ? r->align_score : NAN};
+    if (slot >= 0 && job->test)
+      out[i].embedding = job->test + (size_t)slot * job->out_dim;
+    if (slot >= 0 && job->attn)
+      out[i].embedding_attn = job->attn + (size_t)slot * d;
     if (slot >= 0 && job->model.ui_centre) /* d_UI (ERS-style quality) whenever the model has a UI centre */
       out[i].ers = (float)(1.0 - fr_ri_cosine(job->embeddings + (size_t)slot * d, job->model.ui_centre, d));
     job->n_ok += r->status == FR_ITEM_OK;
@@ -342,6 +371,7 @@ int fr_cmd_embed(int argc, char **argv)
       {"shape", required_argument, 0, 's'},  {"json", no_argument, 0, 'j'},
       {"resume", no_argument, 0, 'R'},       {"labels", required_argument, 0, 'L'},
       {"label-regex", required_argument, 0, 'X'}, FR_ALIGN_LONGOPTS,
+      {"embedding-attn", no_argument, 0, 'A'}, {"test-embedding", required_argument, 0, 'T'},
       {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
   int c;
   optind = 1;
@@ -381,6 +411,11 @@ int fr_cmd_embed(int argc, char **argv)
     case 'R': resume = 1; break;
     case 'L': labels_csv = optarg; break;
     case 'X': label_regex = optarg; break;
+    case 'A': job.want_attn = 1; break;
+    case 'T':
+      if (fr_test_embedding_parse(optarg, &job.test_embedding, &err))
+        goto usage_error;
+      break;
     case 'h': fputs(usage, stdout); return FR_EXIT_OK;
     default: fputs(usage, stderr); return FR_EXIT_USAGE;
     }
@@ -422,6 +457,13 @@ int fr_cmd_embed(int argc, char **argv)
   double t0 = fr_now_seconds();
   fr_vk_context *ctx = NULL;
   int rc = fr_model_load(model_path, &job.model, &err);
+  if (!rc && fr_test_embedding_check(&job.model, model_path, job.test_embedding, job.want_attn, &err)) {
+    fr_model_free(&job.model);
+    fr_labeler_destroy(job.labeler);
+    fprintf(stderr, "faceri embed: %s\n", err.message);
+    return FR_EXIT_USAGE;
+  }
+  job.out_dim = fr_test_embedding_dim(job.test_embedding, job.model.embedding_size);
   fr_vk_options vopts = {.device = device, .validation = -1};
   if (!rc)
     rc = fr_vk_context_create(&vopts, &ctx, &err);
@@ -457,6 +499,14 @@ int fr_cmd_embed(int argc, char **argv)
     job.embeddings = malloc((size_t)job.batch * job.model.embedding_size * sizeof(float));
     job.norms = malloc((size_t)job.batch * sizeof(float));
     job.ri = malloc((size_t)job.batch * sizeof(float));
+    if (fr_test_embedding_needs_attention(job.test_embedding, job.want_attn)) {
+      size_t rows = (size_t)job.batch * job.model.embedding_size;
+      job.vattn = malloc(rows * sizeof(float));
+      job.test = malloc((size_t)job.batch * job.out_dim * sizeof(float));
+      job.attn = job.want_attn ? malloc(rows * sizeof(float)) : NULL;
+      if (!job.vattn || !job.test || (job.want_attn && !job.attn))
+        rc = fr_error_set(&err, FR_ERR_NOMEM, "out of memory for v_attn of %d images", job.batch);
+    }
     if (!job.input || !job.embeddings || !job.norms || !job.ri)
       rc = fr_error_set(&err, FR_ERR_NOMEM, "out of memory for a batch of %d images", job.batch);
   }
@@ -474,7 +524,9 @@ int fr_cmd_embed(int argc, char **argv)
     job.device = fr_vk_context_device(ctx)->name;
     fr_results_meta meta = {.command_line = fr_command_line(), .model_path = model_path,
                             .model_sha256 = job.model.file_sha256, .architecture = job.model.architecture,
-                            .device = job.device, .embedding_size = job.model.embedding_size,
+                            .device = job.device, .embedding_size = job.out_dim,
+                            .test_embedding = fr_test_embedding_name(job.test_embedding),
+                            .attn_size = job.want_attn ? job.model.embedding_size : 0,
                             .n_inputs = n_inputs, .inputs = prints,
                             .labels_csv = fr_labeler_csv_path(job.labeler),
                             .labels_csv_sha256 = fr_labeler_csv_sha256(job.labeler),
@@ -503,11 +555,12 @@ int fr_cmd_embed(int argc, char **argv)
     fprintf(stderr, "faceri embed: %s\n", close_err.message);
   printf("{\"command\":\"embed\",\"output\":\"%s\",\"status\":\"%s\",\"items\":%lld,\"ok\":%lld,\"failed\":%lld,"
          "\"skipped\":%lld,\"aligned\":%lld,\"fallbacks\":%lld,\"seconds\":%.3f,\"images_per_s\":%.2f,"
-         "\"device\":\"%s\"}\n",
+         "\"device\":\"%s\",\"test_embedding\":\"%s\",\"embedding_attn\":%d}\n",
          output, rc || close_rc ? "error" : "complete", (long long)(job.n_ok + job.n_failed + job.n_skipped),
          (long long)job.n_ok, (long long)job.n_failed, (long long)job.n_skipped, (long long)job.n_aligned,
          (long long)job.n_fallbacks, seconds,
-         seconds > 0 ? (double)job.n_ok / seconds : 0.0, ctx ? fr_vk_context_device(ctx)->name : "");
+         seconds > 0 ? (double)job.n_ok / seconds : 0.0, ctx ? fr_vk_context_device(ctx)->name : "",
+         fr_test_embedding_name(job.test_embedding), job.want_attn ? job.model.embedding_size : 0);
   for (int i = 0; i < job.n_rows; i++) {
     free(job.rows[i].key);
     free(job.rows[i].label);
@@ -519,6 +572,7 @@ int fr_cmd_embed(int argc, char **argv)
   free(job.norms);
   free(job.ri);
   fr_aligner_destroy(job.aligner);
+  free(job.vattn), free(job.test), free(job.attn);
   fr_engine_destroy(job.engine);
   fr_vk_context_destroy(ctx);
   fr_model_free(&job.model);

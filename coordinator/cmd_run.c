@@ -17,6 +17,7 @@
 #include "faceri/model.h"
 #include "faceri/scheduler.h"
 #include "faceri/vk_context.h"
+#include "faceri/test_embedding.h"
 #include "faceri/worker_loop.h"
 
 static const char coordinate_usage[] =
@@ -43,6 +44,10 @@ static const char coordinate_usage[] =
     "                         the run's alignment settings (as for `faceri run`): recorded in\n"
     "                         OUT.h5, and workers must be started with the same ones\n"
     "                         (`faceri worker --align ...`; --mtcnn is the worker's)\n"
+    "      --embedding-attn   also write /embedding_attn (L2-normalised v_attn; the model\n"
+    "                         needs an attention head; workers need the same flag)\n"
+    "      --test-embedding K what /embedding holds: v (default), attn or concat\n"
+    "                         (docs/RI_HEADS.md); workers need the same option\n"
     "      --json             print only the JSON summary on stdout (no progress)\n"
     "  -h, --help             this text\n"
     "\n"
@@ -71,6 +76,10 @@ static const char run_usage[] =
     "      --shard-size S     items per shard (default 64)\n"
     "      --resume           continue an interrupted run into the same OUT.h5\n"
     "      --heartbeat-ms MS, --liveness N, --max-attempts N   as for coordinate\n"
+    "      --embedding-attn   also write /embedding_attn (L2-normalised v_attn; the model\n"
+    "                         needs an attention head)\n"
+    "      --test-embedding K what /embedding holds: v (default), attn or concat\n"
+    "                         (docs/RI_HEADS.md)\n"
     "      --json             print only the JSON summary on stdout (no progress)\n"
     "  -h, --help             this text\n"
     "\n"
@@ -124,7 +133,8 @@ void fr_coordinator_print_json(FILE *out, const char *command, const char *outpu
     fprintf(out, ",\"shards\":%lld,\"items\":%lld,\"share\":%.4f}", (long long)w->shards, (long long)w->items,
             s->items > 0 ? (double)w->items / (double)s->items : 0.0);
   }
-  fprintf(out, "]}\n");
+  fprintf(out, "],\"test_embedding\":\"%s\",\"embedding_attn\":%d}\n", fr_test_embedding_name(s->test_embedding),
+          s->attn_size);
 }
 
 /* A bar on a terminal, a line every 10 s otherwise. */
@@ -167,10 +177,11 @@ typedef struct common_args {
   long crop[4];
   fr_align_cli align;
   fr_input_list inputs; /* INPUT... expanded (@lists, brace ranges, globs) */
+  int embedding_attn;   /* --embedding-attn; --test-embedding is co.test_embedding */
 } common_args;
 
 enum { OPT_BIND = 256, OPT_SHARD, OPT_RESUME, OPT_HB, OPT_LIVE, OPT_ATTEMPTS, OPT_JSON, OPT_LABELS, OPT_LABEL_RE,
-       OPT_CROP };
+       OPT_CROP, OPT_ATTN, OPT_TEST_EMB };
 
 /* Parses the options both commands share (and run's); returns FR_OK or a usage error. */
 static int parse_args(int argc, char **argv, int is_run, common_args *a, int *help, fr_error *err)
@@ -184,6 +195,7 @@ static int parse_args(int argc, char **argv, int is_run, common_args *a, int *he
       {"batch", required_argument, 0, 'b'},             {"device", required_argument, 0, 'd'},
       {"labels", required_argument, 0, OPT_LABELS},     {"label-regex", required_argument, 0, OPT_LABEL_RE},
       {"crop", required_argument, 0, OPT_CROP},          FR_ALIGN_LONGOPTS,
+      {"embedding-attn", no_argument, 0, OPT_ATTN},     {"test-embedding", required_argument, 0, OPT_TEST_EMB},
       {"help", no_argument, 0, 'h'},                    {0, 0, 0, 0}};
   long v;
   int c;
@@ -249,6 +261,14 @@ static int parse_args(int argc, char **argv, int is_run, common_args *a, int *he
         return fr_error_set(err, FR_ERR_INVALID, "--crop %s: need X,Y >= 0 and W,H > 0", optarg);
       a->has_crop = 1;
       break;
+    case OPT_ATTN: a->embedding_attn = 1; break;
+    case OPT_TEST_EMB: {
+      fr_test_embedding kind;
+      if (fr_test_embedding_parse(optarg, &kind, err))
+        return FR_ERR_INVALID;
+      a->co.test_embedding = (int)kind;
+      break;
+    }
     case 'h': *help = 1; return FR_OK;
     default: return fr_error_set(err, FR_ERR_INVALID, "unknown option");
     }
@@ -295,6 +315,21 @@ static int model_identity(common_args *a, fr_model *m, fr_error *err)
   a->co.architecture = m->architecture;
   a->co.command_line = fr_command_line();
   return FR_OK;
+}
+
+/* --test-embedding / --embedding-attn against the model: /embedding's width, the
+ * attention size workers must report. A model without the attention head is a usage
+ * error (exit 2): nothing could ever satisfy the options. */
+static int attention_options(const char *command, common_args *a, const fr_model *m)
+{
+  fr_error err = {0};
+  if (fr_test_embedding_check(m, a->model_path, (fr_test_embedding)a->co.test_embedding, a->embedding_attn, &err)) {
+    fprintf(stderr, "faceri %s: %s\n", command, err.message);
+    return FR_EXIT_USAGE;
+  }
+  a->co.embedding_size = fr_test_embedding_dim((fr_test_embedding)a->co.test_embedding, m->embedding_size);
+  a->co.attn_size = a->embedding_attn ? m->embedding_size : 0;
+  return 0;
 }
 
 /* Reads --labels / --label-regex before anything starts. Returns 0, or the
@@ -364,6 +399,12 @@ int fr_cmd_coordinate(int argc, char **argv)
   int rc = expand_inputs(&a, &err);
   if (!rc)
     rc = model_identity(&a, &model, &err);
+  if (!rc && (lcode = attention_options("coordinate", &a, &model))) {
+    fr_model_free(&model);
+    fr_labeler_destroy(a.co.labeler);
+    fr_input_list_free(&a.inputs);
+    return lcode;
+  }
   progress_view view = {.what = "coordinate", .tty = isatty(fileno(stderr))};
   if (!a.json) {
     a.co.on_progress = show_progress;
@@ -449,6 +490,12 @@ int fr_cmd_run(int argc, char **argv)
   int rc = expand_inputs(&a, &err);
   if (!rc)
     rc = model_identity(&a, &model, &err);
+  if (!rc && (lcode = attention_options("run", &a, &model))) {
+    fr_model_free(&model);
+    fr_labeler_destroy(a.co.labeler);
+    fr_input_list_free(&a.inputs);
+    return lcode;
+  }
   int n_workers = a.workers > 0 ? (int)a.workers : default_worker_count();
   char endpoint[64];
   snprintf(endpoint, sizeof(endpoint), "inproc://faceri-run-%ld", (long)getpid());
@@ -486,7 +533,8 @@ int fr_cmd_run(int argc, char **argv)
                                   .crop_w = (int)a.crop[2], .crop_h = (int)a.crop[3],
                                   .align = a.align.align, .align_min_score = a.co.align_min_score,
                                   .align_min_face = a.co.align_min_face, .align_max_face = a.co.align_max_face,
-                                  .mtcnn_dir = a.align.mtcnn_dir};
+                                  .mtcnn_dir = a.align.mtcnn_dir,
+                                  .embedding_attn = a.embedding_attn, .test_embedding = a.co.test_embedding};
     atomic_fetch_add(&live, 1);
     if (pthread_create(&w->thread, NULL, worker_thread, w) != 0) {
       atomic_fetch_sub(&live, 1);

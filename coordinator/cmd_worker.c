@@ -7,6 +7,7 @@
 #include "faceri/cli_util.h"
 #include "faceri/commands.h"
 #include "faceri/log.h"
+#include "faceri/test_embedding.h"
 #include "faceri/worker_loop.h"
 
 static const char usage[] =
@@ -27,6 +28,9 @@ static const char usage[] =
     "      --crop X,Y,W,H      crop every image to this box before resizing\n"
     FR_ALIGN_USAGE
     "                          (the --align settings must match the coordinator's)\n"
+    "      --embedding-attn    also send L2-normalised v_attn (model with an attention head)\n"
+    "      --test-embedding K  v (default), attn or concat: what the embedding rows hold;\n"
+    "                          both must match the coordinator's options (docs/RI_HEADS.md)\n"
     "      --heartbeat-ms MS   heartbeat interval (default 1000)\n"
     "      --liveness N        missed heartbeats before reconnecting (default 5)\n"
     "      --max-reconnect-s S give up after S seconds without the coordinator (default 60)\n"
@@ -51,7 +55,7 @@ int fr_cmd_worker(int argc, char **argv)
   fr_worker_options o = {0};
   fr_error err = {0};
   long v, crop[4];
-  enum { OPT_DECODE = 256, OPT_HEARTBEAT, OPT_LIVENESS, OPT_RECONNECT, OPT_NAME, OPT_DRY, OPT_CROP };
+  enum { OPT_DECODE = 256, OPT_HEARTBEAT, OPT_LIVENESS, OPT_RECONNECT, OPT_NAME, OPT_DRY, OPT_CROP, OPT_ATTN, OPT_TEST_EMB };
   static const struct option longopts[] = {
       {"connect", required_argument, 0, 'c'},          {"model", required_argument, 0, 'm'},
       {"device", required_argument, 0, 'd'},           {"batch", required_argument, 0, 'b'},
@@ -60,6 +64,7 @@ int fr_cmd_worker(int argc, char **argv)
       {"max-reconnect-s", required_argument, 0, OPT_RECONNECT}, {"name", required_argument, 0, OPT_NAME},
       {"dry-run", no_argument, 0, OPT_DRY},            {"crop", required_argument, 0, OPT_CROP},
       FR_ALIGN_LONGOPTS,
+      {"embedding-attn", no_argument, 0, OPT_ATTN},    {"test-embedding", required_argument, 0, OPT_TEST_EMB},
       {"help", no_argument, 0, 'h'},                   {0, 0, 0, 0}};
   int c;
   optind = 1;
@@ -120,6 +125,14 @@ int fr_cmd_worker(int argc, char **argv)
       o.crop_w = (int)crop[2];
       o.crop_h = (int)crop[3];
       break;
+    case OPT_ATTN: o.embedding_attn = 1; break;
+    case OPT_TEST_EMB: {
+      fr_test_embedding kind;
+      if (fr_test_embedding_parse(optarg, &kind, &err))
+        goto usage_error;
+      o.test_embedding = (int)kind;
+      break;
+    }
     case 'h': fputs(usage, stdout); return FR_EXIT_OK;
     default: fputs(usage, stderr); return FR_EXIT_USAGE;
     }

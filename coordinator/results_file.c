@@ -23,7 +23,8 @@ struct fr_results_file {
   hid_t shard_id, shard_first, shard_count, shard_attempts, shard_state, shard_worker, shard_device, shard_seconds,
       shard_reason;
   hid_t label_names;
-  int dim;
+  hid_t attn; /* /embedding_attn, or -1 when the run has none */
+  int dim, attn_dim;
   int64_t rows, n_shards, n_labels;
   fr_label_map labels;
   range *committed;
@@ -146,6 +147,10 @@ static int create_layout(fr_results_file *rf, const fr_results_meta *meta)
   for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
     if (ids[i] < 0)
       return -1;
+  if (rf->attn_dim > 0 &&
+      (rf->attn = fr_h5_create_rows(f, "embedding_attn", H5T_IEEE_F32LE, (hsize_t)rf->attn_dim, 256, &nan,
+                                    "L2-normalised attention-head embedding v_attn; NaN where status != 0")) < 0)
+    return -1;
   /* Inputs and their fingerprints, written once. */
   int n = meta->n_inputs;
   const char **paths = malloc((size_t)(n ? n : 1) * sizeof(char *));
@@ -220,6 +225,7 @@ static int init(fr_results_file *rf, const char *path, int dim)
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
   snprintf(rf->path, sizeof(rf->path), "%s", path);
   rf->dim = dim;
+  rf->attn = -1;
   rf->bytes_type = fr_h5_string_type(H5T_CSET_ASCII);
   rf->utf8_type = fr_h5_string_type(H5T_CSET_UTF8);
   rf->file = -1;
@@ -256,6 +262,7 @@ static int write_root_attrs(hid_t f, const fr_results_meta *meta)
          fr_h5_set_int_attr(f, "align", meta->align != 0) ||
          fr_h5_set_float_attr(f, "align_min_score", meta->align ? meta->align_min_score : NAN) ||
          fr_h5_set_string_attr(f, "face_size", face) ||
+         fr_h5_set_string_attr(f, "test_embedding", meta->test_embedding ? meta->test_embedding : "v") ||
          fr_h5_set_string_attr(f, "start_time", now) || fr_h5_set_string_attr(f, "state", "running");
 }
 
@@ -267,6 +274,7 @@ int fr_results_create(const char *path, const fr_results_meta *meta, fr_results_
     free(rf);
     return fr_error_set(err, FR_ERR_NOMEM, "%s: out of memory", path);
   }
+  rf->attn_dim = meta->attn_size > 0 ? meta->attn_size : 0;
   hid_t fapl = writer_access_plist();
   rf->file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
   if (fapl != H5P_DEFAULT)
@@ -362,6 +370,34 @@ static int check_align(fr_results_file *rf, const fr_results_meta *meta, fr_erro
   return FR_OK;
 }
 
+/* /embedding and /embedding_attn must mean what they meant in the interrupted run. A
+ * file without the attribute predates --test-embedding: its /embedding is v. */
+static int open_attn(fr_results_file *rf, const fr_results_meta *meta, fr_error *err)
+{
+  char was[32] = "v";
+  const char *now = meta->test_embedding ? meta->test_embedding : "v";
+  if (H5Aexists(rf->file, "test_embedding") > 0)
+    fr_h5_get_string_attr(rf->file, "test_embedding", was, sizeof(was));
+  if (strcmp(was, now) != 0)
+    return fr_error_set(err, FR_ERR_INVALID, "%s: the interrupted run used --test-embedding %s, this one %s: "
+                        "not resumable", rf->path, was, now);
+  int had = H5Lexists(rf->file, "embedding_attn", H5P_DEFAULT) > 0;
+  if (had != (meta->attn_size > 0))
+    return fr_error_set(err, FR_ERR_INVALID, "%s: the interrupted run was %s --embedding-attn, this one %s: "
+                        "not resumable", rf->path, had ? "with" : "without", had ? "without" : "with");
+  if (!had)
+    return FR_OK;
+  rf->attn_dim = meta->attn_size;
+  rf->attn = H5Dopen2(rf->file, "embedding_attn", H5P_DEFAULT);
+  hid_t space = rf->attn >= 0 ? H5Dget_space(rf->attn) : -1;
+  hsize_t dims[2] = {0, 0};
+  int ok = space >= 0 && H5Sget_simple_extent_ndims(space) == 2 && H5Sget_simple_extent_dims(space, dims, NULL) >= 0 &&
+           dims[1] == (hsize_t)meta->attn_size;
+  if (space >= 0)
+    H5Sclose(space);
+  return ok ? FR_OK : fail(rf, "open /embedding_attn with this model's attention size", err);
+}
+
 static int load_state(fr_results_file *rf, fr_error *err)
 {
   int64_t n = 0, m = 0;
@@ -431,6 +467,8 @@ int fr_results_open_resume(const char *path, const fr_results_meta *meta, fr_res
   if (!rc)
     rc = check_align(rf, meta, err);
   if (!rc)
+    rc = open_attn(rf, meta, err);
+  if (!rc)
     rc = load_state(rf, err);
   if (!rc && (fr_h5_set_string_attr(rf->file, "state", "running") ||
               fr_h5_set_string_attr(rf->file, "resumed_command_line", meta->command_line)))
@@ -456,6 +494,23 @@ int fr_results_register_label(fr_results_file *rf, const char *label, int *id, f
     rf->n_labels++;
   }
   return FR_OK;
+}
+
+/* /embedding_attn rows, like /embedding's (0 when the run has none, < 0 on failure). */
+static int write_attn_rows(fr_results_file *rf, int64_t first, const fr_result_row *rows, int n)
+{
+  if (rf->attn < 0)
+    return 0;
+  size_t d = (size_t)rf->attn_dim;
+  float *a = malloc((size_t)n * d * sizeof(float));
+  if (!a)
+    return -1;
+  for (int i = 0; i < n; i++)
+    for (size_t j = 0; j < d; j++)
+      a[(size_t)i * d + j] = rows[i].embedding_attn ? rows[i].embedding_attn[j] : NAN;
+  int rc = fr_h5_write_rows(rf->attn, H5T_NATIVE_FLOAT, first, n, d, a);
+  free(a);
+  return rc;
 }
 
 int fr_results_write_items(fr_results_file *rf, int64_t first, const fr_result_row *rows, int n, int64_t shard_id,
@@ -497,7 +552,7 @@ int fr_results_write_items(fr_results_file *rf, int64_t first, const fr_result_r
     if (r->label && *r->label && (rc = fr_results_register_label(rf, r->label, &label[i], err)))
       goto done;
   }
-  if (fr_h5_write_rows(rf->embedding, H5T_NATIVE_FLOAT, first, n, d, emb) < 0 ||
+  if (fr_h5_write_rows(rf->embedding, H5T_NATIVE_FLOAT, first, n, d, emb) < 0 || write_attn_rows(rf, first, rows, n) < 0 ||
       fr_h5_write_rows(rf->norm, H5T_NATIVE_FLOAT, first, n, 0, norm) < 0 ||
       fr_h5_write_rows(rf->ers, H5T_NATIVE_FLOAT, first, n, 0, ers) < 0 ||
       fr_h5_write_rows(rf->ri, H5T_NATIVE_FLOAT, first, n, 0, ri) < 0 ||
@@ -595,6 +650,8 @@ int fr_results_close(fr_results_file *rf, int complete, fr_error *err)
   for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
     if (ids[i] > 0)
       H5Dclose(ids[i]);
+  if (rf->attn > 0)
+    H5Dclose(rf->attn);
   if (rf->bytes_type > 0)
     H5Tclose(rf->bytes_type);
   if (rf->utf8_type > 0)

@@ -11,6 +11,7 @@
 #include "faceri/cli_util.h"
 #include "faceri/log.h"
 #include "faceri/protocol.h"
+#include "faceri/test_embedding.h"
 #include "scheduler_internal.h"
 
 #define MAX_PARTS 16 /* a worker's message has at most 6 frames, plus the identity */
@@ -325,6 +326,10 @@ static int on_ready(coord *c, const uint8_t *id, size_t id_len, const fr_msg_rea
              r->align ? "--align" : "without --align", (double)r->align_min_score, r->align_min_face,
              r->align_max_face, c->o->align ? "--align" : "no --align", (double)c->o->align_min_score,
              c->o->align_min_face, c->o->align_max_face);
+  else if ((int)r->test_embedding != c->o->test_embedding || (int)r->attn_dim != c->o->attn_size)
+    snprintf(why, sizeof(why), "--test-embedding %s with attention size %u, but this run uses --test-embedding %s "
+             "with %d (--embedding-attn on both or neither)", fr_test_embedding_name((int)r->test_embedding),
+             r->attn_dim, fr_test_embedding_name(c->o->test_embedding), c->o->attn_size);
   int slot = find_worker(c, id, id_len);
   if (why[0]) {
     fr_warn("coordinator: refused worker %s: %s", name, why);
@@ -385,6 +390,8 @@ static int on_result(coord *c, int slot, const fr_msg_result *r, fr_error *err)
   char why[256] = "";
   if ((int)r->embedding_dim != c->o->embedding_size)
     snprintf(why, sizeof(why), "RESULT has D = %u, the run's is %d", r->embedding_dim, c->o->embedding_size);
+  else if ((int)r->attn_dim != c->o->attn_size)
+    snprintf(why, sizeof(why), "RESULT has attention size %u, the run's is %d", r->attn_dim, c->o->attn_size);
   else if ((int)r->count != s->n_send)
     snprintf(why, sizeof(why), "RESULT has %u items, the shard sent %d", r->count, s->n_send);
   for (int i = 0, k = 0; i < s->count && !why[0]; i++) {
@@ -407,7 +414,8 @@ static int on_result(coord *c, int slot, const fr_msg_result *r, fr_error *err)
     ans[k] = (sched_answer){.status = it->status, .width = (int)it->width, .height = (int)it->height,
                             .norm = it->norm, .ers = it->ers, .ri = it->ri, .aligned = it->aligned,
                             .align_score = it->align_score,
-                            .embedding = r->embedding + (size_t)k * r->embedding_dim, .error = it->error.s};
+                            .embedding = r->embedding + (size_t)k * r->embedding_dim, .error = it->error.s,
+                            .attn = r->attn ? r->attn + (size_t)k * r->attn_dim : NULL};
   }
   take_lease(c, li);
   int rc = sched_writer_commit(c->writer, s, ans, w->name, w->device, "", since(s->lease_time), c->sum, err);
@@ -634,6 +642,8 @@ int fr_coordinator_run(const fr_coordinator_options *opts, void *zmq_ctx, fr_coo
   fr_coordinator_summary local;
   fr_coordinator_summary *sum = summary ? summary : &local;
   memset(sum, 0, sizeof(*sum));
+  sum->test_embedding = o.test_embedding;
+  sum->attn_size = o.attn_size;
   if (!o.bind || !o.output || !o.model_sha256 || o.embedding_size <= 0 || o.n_inputs <= 0 || !o.inputs)
     return fr_error_set(err, FR_ERR_INVALID, "coordinator: bind endpoint, output, model SHA-256, D and inputs are required");
   coord c = {.o = &o, .sum = sum, .t0 = fr_now_seconds()};

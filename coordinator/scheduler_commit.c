@@ -10,6 +10,7 @@
 
 #include "faceri/log.h"
 #include "faceri/results_file.h"
+#include "faceri/test_embedding.h"
 #include "scheduler_internal.h"
 
 struct sched_writer {
@@ -48,7 +49,9 @@ int sched_writer_open(const fr_coordinator_options *o, sched_writer **out, fr_er
                             .align = o->align,
                             .align_min_score = o->align_min_score,
                             .align_min_face = o->align_min_face,
-                            .align_max_face = o->align_max_face};
+                            .align_max_face = o->align_max_face,
+                            .test_embedding = fr_test_embedding_name(o->test_embedding),
+                            .attn_size = o->attn_size};
     rc = o->resume ? fr_results_open_resume(o->output, &meta, &w->rf, err)
                    : fr_results_create(o->output, &meta, &w->rf, err);
   }
@@ -120,6 +123,7 @@ int sched_writer_commit(sched_writer *w, const sched_shard *s, const sched_answe
       r->height = a->height;
       if (a->status == FR_ITEM_OK) {
         r->embedding = a->embedding;
+        r->embedding_attn = a->attn;
         r->norm = a->norm;
         r->ers = a->ers;
         r->ri = a->ri;

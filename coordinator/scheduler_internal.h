@@ -68,6 +68,7 @@ typedef struct sched_answer {
   float align_score; /* NaN when not attempted */
   const float *embedding; /* D floats, or NULL */
   const char *error;
+  const float *attn;      /* attn_size floats, or NULL */
 } sched_answer;
 
 int sched_writer_open(const fr_coordinator_options *opts, sched_writer **out, fr_error *err);

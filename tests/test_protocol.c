@@ -148,6 +148,8 @@ static void test_ready_roundtrip(void)
     m.ready.align_min_face = cases[c].min_face;
     m.ready.align_max_face = cases[c].max_face;
     memcpy(m.ready.model_sha256, SHA, 65);
+    m.ready.attn_dim = c == 2 ? FR_PROTO_MAX_DIM : (uint32_t)c * 192; /* 0: no attention rows */
+    m.ready.test_embedding = (uint32_t)c % 3;
     fr_frames fr = encode_ok(&m);
     CU_ASSERT_EQUAL(fr.count, 5);
     fr_msg_type t;
@@ -166,6 +168,8 @@ static void test_ready_roundtrip(void)
     CU_ASSERT(bits_equal(d.ready.align_min_score, cases[c].score));
     CU_ASSERT_EQUAL(d.ready.align_min_face, cases[c].min_face);
     CU_ASSERT_EQUAL(d.ready.align_max_face, cases[c].max_face);
+    CU_ASSERT_EQUAL(d.ready.attn_dim, m.ready.attn_dim);
+    CU_ASSERT_EQUAL(d.ready.test_embedding, m.ready.test_embedding);
     fr_msg_free(&d);
     fr_frames_free(&fr);
   }
@@ -309,6 +313,9 @@ static void check_result_equal(const fr_msg *d, const fr_msg *m)
   }
   size_t nf = (size_t)a->count * a->embedding_dim;
   CU_ASSERT(nf == 0 || memcmp(a->embedding, b->embedding, nf * 4) == 0);
+  CU_ASSERT_EQUAL(a->attn_dim, b->attn_dim);
+  size_t na = (size_t)a->count * a->attn_dim;
+  CU_ASSERT(na == 0 ? a->attn == NULL : memcmp(a->attn, b->attn, na * 4) == 0);
 }
 
 static void test_result_roundtrip(void)
@@ -316,15 +323,20 @@ static void test_result_roundtrip(void)
   struct {
     uint32_t n, dim;
   } cases[] = {{0, 1}, {0, 192}, {1, 1}, {1, FR_PROTO_MAX_DIM}, {3, 192}, {256, 192}};
-  for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
-    uint32_t n = cases[c].n, dim = cases[c].dim;
+  for (size_t c = 0; c < 2 * sizeof(cases) / sizeof(cases[0]); c++) {
+    /* Every case without and with the attention matrix (a different width than D's). */
+    uint32_t n = cases[c / 2].n, dim = cases[c / 2].dim, adim = c % 2 ? (dim > 1 ? dim / 2 : 1) : 0;
     fr_result_item *items = calloc(n + 1, sizeof(*items));
-    float *emb = calloc((size_t)n * dim + 1, sizeof(float));
-    CU_ASSERT_FATAL(items && emb);
+    float *emb = calloc((size_t)n * dim + 1, sizeof(float)), *attn = calloc((size_t)n * adim + 1, sizeof(float));
+    CU_ASSERT_FATAL(items && emb && attn);
     fr_msg m;
     fill_result(&m, n, dim, items, emb);
+    for (size_t j = 0; j < (size_t)n * adim; j++)
+      attn[j] = j % 7 == 3 ? NAN : (float)j * -0.125f;
+    m.result.attn_dim = adim;
+    m.result.attn = adim ? attn : NULL;
     fr_frames fr = encode_ok(&m);
-    CU_ASSERT_EQUAL(fr.count, 6);
+    CU_ASSERT_EQUAL(fr.count, 7);
     fr_msg d;
     fr_error err;
     CU_ASSERT_EQUAL_FATAL(decode_copy(fr.frame, fr.count, &d, &err), FR_OK);
@@ -335,6 +347,7 @@ static void test_result_roundtrip(void)
     fr_frames_free(&fr);
     free(items);
     free(emb);
+    free(attn);
   }
 }
 
@@ -479,6 +492,7 @@ static uint8_t g_images[16] = {0xff, 0xd8, 0xff, 0xe0, 1, 2, 3, 4, 5, 6, 7, 8, 9
 static char g_keys[3 * 32];
 static fr_result_item g_ritems[3];
 static float g_emb[3 * 5];
+static float g_attn[3 * 4];
 
 static fr_frames sample(fr_msg_type t)
 {
@@ -497,6 +511,10 @@ static fr_frames sample(fr_msg_type t)
     break;
   case FR_MSG_RESULT:
     fill_result(&m, 3, 5, g_ritems, g_emb);
+    m.result.attn_dim = 4; /* the attention frame nonempty, so every lie about it shows */
+    m.result.attn = g_attn;
+    for (int i = 0; i < 12; i++)
+      g_attn[i] = (float)i / 12.0f;
     break;
   case FR_MSG_HEARTBEAT:
     m.heartbeat.time_ms = 123;
@@ -595,8 +613,8 @@ static void test_wrong_version_and_type(void)
 {
   for (int t = FR_MSG_READY; t <= FR_MSG_STOP; t++) {
     fr_frames fr = sample((fr_msg_type)t);
-    uint16_t versions[] = {0, 1, 0xffff, 0x0200}; /* 1: the version before --align travelled */
-    for (size_t v = 0; v < 4; v++) {
+    uint16_t versions[] = {0, 1, FR_PROTO_VERSION - 1, FR_PROTO_VERSION + 1, 0xffff, 0x0100};
+    for (size_t v = 0; v < sizeof(versions) / sizeof(versions[0]); v++) {
       fset s = fset_copy(fr.frame, fr.count);
       fset_mut(&s, 0)[6] = (uint8_t)versions[v];
       fset_mut(&s, 0)[7] = (uint8_t)(versions[v] >> 8);
@@ -698,6 +716,14 @@ static void test_counts_and_lengths_that_lie(void)
   lie_u32(FR_MSG_READY, 2, 76, 0x3fc00000u, "min score"); /* 1.5 */
   lie_u32(FR_MSG_READY, 2, 80, FR_PROTO_MAX_FACE + 1, "face size");
   lie_u32(FR_MSG_READY, 2, 84, UINT32_MAX, "face size");
+  /* READY attention size at 88, test embedding kind at 92. */
+  lie_u32(FR_MSG_READY, 2, 88, FR_PROTO_MAX_DIM + 1, "attention size");
+  lie_u32(FR_MSG_READY, 2, 88, UINT32_MAX, "attention size");
+  lie_u32(FR_MSG_READY, 2, 92, 3, "test embedding");
+  /* RESULT attention size at 20 (the sample has 3 x 4): absent, wrong, over the limit, wrapping. */
+  uint32_t adims[] = {0, 3, 5, FR_PROTO_MAX_DIM + 1, 0x40000000, UINT32_MAX};
+  for (size_t k = 0; k < sizeof(adims) / sizeof(adims[0]); k++)
+    lie_u32(FR_MSG_RESULT, 2, 20, adims[k], "attention");
 
   /* A SHARD whose count matches the frames but whose image is over the limit:
    * the limit is checked on the frame size, not by reading it. */

@@ -27,8 +27,9 @@ typedef struct fr_shard_job {
   char reason[1100];
   fr_result_item *res; /* msg.shard.count results, in item order */
   char **errors;       /* per item error text (malloc'd) or NULL */
-  float *emb;          /* count x D, NaN rows until computed */
+  float *emb;          /* count x out_dim (the test embedding), NaN rows until computed */
   double received_at;
+  float *attn;         /* count x attn_dim (L2-normalised v_attn) or NULL: --embedding-attn */
 } fr_shard_job;
 
 typedef struct wk_slot {
@@ -47,6 +48,7 @@ typedef struct wk_batch {
   float *norms;
   float *ri;
   wk_slot *slots;
+  float *vattn; /* batch x D, the engine's v_attn; only when the pipeline wants it */
   int n;
   int decode_next, decode_done; /* pool progress, under the pool lock */
 } wk_batch;
@@ -66,6 +68,9 @@ typedef struct wk_pipeline {
    * aligner submits to the same Vulkan queue, which has no lock. NULL: no align. */
   fr_aligner *aligner;
   fr_align_options align_opts;
+  /* --test-embedding / --embedding-attn (wk_pipeline_set_attention): out_dim floats
+   * per job->emb row, attn_dim per job->attn row; want_vattn: run for v_attn. */
+  int test_embedding, out_dim, attn_dim, want_vattn;
 
   pthread_mutex_t mu; /* everything below up to the pool */
   pthread_cond_t prep_cv, dev_cv;
@@ -103,6 +108,9 @@ typedef struct wk_pipeline {
  * thread being one of them). */
 int wk_pipeline_start(wk_pipeline *p, fr_engine *engine, const fr_preprocess *pp, int batch, int dim,
                       int decode_threads, int notify_fd, fr_error *err);
+/* After start, before the first submit: what job->emb holds (fr_test_embedding) and
+ * whether jobs carry attn (attn_dim = dim, else 0). Allocates the v_attn buffers. */
+int wk_pipeline_set_attention(wk_pipeline *p, int test_embedding, int attn_dim, fr_error *err);
 void wk_pipeline_submit(wk_pipeline *p, fr_shard_job *job);
 /* Completed jobs in completion order (the caller frees them). */
 fr_shard_job *wk_pipeline_take_done(wk_pipeline *p);

@@ -16,6 +16,7 @@
 
 #include "faceri/log.h"
 #include "faceri/model.h"
+#include "faceri/test_embedding.h"
 #include "faceri/worker_loop.h"
 #include "worker_internal.h"
 
@@ -67,6 +68,7 @@ static void free_job(fr_shard_job *job)
   free(job->errors);
   free(job->res);
   free(job->emb);
+  free(job->attn);
   fr_msg_free(&job->msg);
   for (size_t i = 0; i < job->n_parts; i++)
     zmq_msg_close(&job->parts[i]);
@@ -113,13 +115,20 @@ static int send_msg(wk_worker *w, const fr_msg *msg, fr_error *err)
   return rc;
 }
 
+/* Floats per RESULT embedding row (the test embedding) and per v_attn row (0: none). */
+static int out_dim(const wk_worker *w)
+{
+  return fr_test_embedding_dim((fr_test_embedding)w->o->test_embedding, w->model.embedding_size);
+}
+static int attn_dim(const wk_worker *w) { return w->o->embedding_attn ? w->model.embedding_size : 0; }
+
 static int send_ready(wk_worker *w, fr_error *err)
 {
   fr_msg m = {.type = FR_MSG_READY};
   m.ready.worker = fr_str_c(w->name);
   m.ready.device = fr_str_c(w->device);
   m.ready.credit = (uint32_t)w->credit;
-  m.ready.embedding_dim = (uint32_t)w->model.embedding_size;
+  m.ready.embedding_dim = (uint32_t)out_dim(w);
   memcpy(m.ready.model_sha256, w->model.file_sha256, sizeof(m.ready.model_sha256));
   if (w->o->align) {
     m.ready.align = 1;
@@ -127,6 +136,8 @@ static int send_ready(wk_worker *w, fr_error *err)
     m.ready.align_min_face = (uint32_t)w->o->align_min_face;
     m.ready.align_max_face = (uint32_t)w->o->align_max_face;
   }
+  m.ready.attn_dim = (uint32_t)attn_dim(w);
+  m.ready.test_embedding = (uint32_t)w->o->test_embedding;
   return send_msg(w, &m, err);
 }
 
@@ -178,9 +189,11 @@ static int answer_job(wk_worker *w, fr_shard_job *job, fr_error *err)
   m.result.shard_id = s->shard_id;
   m.result.attempt = s->attempt;
   m.result.count = s->count;
-  m.result.embedding_dim = (uint32_t)w->model.embedding_size;
+  m.result.embedding_dim = (uint32_t)out_dim(w);
   m.result.items = job->res;
   m.result.embedding = job->emb;
+  m.result.attn_dim = job->attn ? (uint32_t)attn_dim(w) : 0;
+  m.result.attn = job->attn;
   for (uint32_t i = 0; i < s->count; i++) {
     const char *e = job->errors[i];
     size_t len = e ? strlen(e) : 0;
@@ -267,19 +280,23 @@ static fr_shard_job *new_job(wk_worker *w, fr_msg *msg, zmq_msg_t *parts, size_t
   if (!job)
     return NULL;
   uint32_t count = msg->shard.count;
-  size_t d = (size_t)w->model.embedding_size;
+  size_t d = (size_t)out_dim(w), da = (size_t)attn_dim(w);
   job->res = calloc(count ? count : 1, sizeof(*job->res));
   job->errors = calloc(count ? count : 1, sizeof(*job->errors));
   job->emb = malloc((count ? count : 1) * d * sizeof(float));
-  if (!job->res || !job->errors || !job->emb) {
+  job->attn = da ? malloc((count ? count : 1) * da * sizeof(float)) : NULL;
+  if (!job->res || !job->errors || !job->emb || (da && !job->attn)) {
     free(job->res);
     free(job->errors);
     free(job->emb);
+    free(job->attn);
     free(job);
     return NULL;
   }
   for (size_t i = 0; i < count * d; i++)
     job->emb[i] = NAN;
+  for (size_t i = 0; i < count * da; i++)
+    job->attn[i] = NAN;
   for (uint32_t i = 0; i < count; i++) {
     job->res[i] = (fr_result_item){.index = msg->shard.items[i].index, .status = FR_ITEM_FAILED,
                                    .norm = NAN, .ers = NAN, .ri = NAN, .aligned = -1,
@@ -572,6 +589,11 @@ static int setup_device(wk_worker *w, fr_error *err)
   if (rc)
     return rc;
   w->have_model = 1;
+  if (o->test_embedding < FR_TEST_EMBEDDING_V || o->test_embedding > FR_TEST_EMBEDDING_CONCAT)
+    return fr_error_set(err, FR_ERR_INVALID, "worker: test embedding %d is not 0 (v), 1 (attn) or 2 (concat)",
+                        o->test_embedding);
+  if ((rc = fr_test_embedding_check(&w->model, path, (fr_test_embedding)o->test_embedding, o->embedding_attn, err)))
+    return rc;
   if (o->dry_run) {
     snprintf(w->device, sizeof(w->device), "dry-run");
     return FR_OK;
@@ -619,6 +641,7 @@ static int setup_device(wk_worker *w, fr_error *err)
     w->pipe.ui_centre = w->model.ui_centre;
     w->pipe.aligner = w->aligner;
     w->pipe.align_opts = ao;
+    rc = wk_pipeline_set_attention(&w->pipe, o->test_embedding, attn_dim(w), err);
   }
   return rc;
 }

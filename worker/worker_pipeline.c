@@ -15,6 +15,7 @@
 #include "faceri/image.h"
 #include "faceri/log.h"
 #include "faceri/ri.h"
+#include "faceri/test_embedding.h"
 #include "worker_internal.h"
 
 double wk_now(void)
@@ -307,7 +308,11 @@ static void run_batch(wk_pipeline *p, wk_batch *b)
   if (p->aligner && b->n > 0)
     rc = align_batch(p, b, &e);
   double t0 = wk_now();
-  if (b->n > 0 && !rc)
+  if (b->n > 0 && !rc && p->want_vattn)
+    rc = fr_engine_run_outputs(p->engine, b->input, b->n,
+                               &(fr_engine_outputs){.embeddings = b->emb, .norms = b->norms, .ri = b->ri,
+                                                    .v_attn = b->vattn}, &e);
+  else if (b->n > 0 && !rc)
     rc = fr_engine_run_ri(p->engine, b->input, b->n, b->emb, b->norms, NULL, b->ri, &e);
   double dt = wk_now() - t0;
   pthread_mutex_lock(&p->mu);
@@ -332,7 +337,12 @@ static void run_batch(wk_pipeline *p, wk_batch *b)
         snprintf(job->reason, sizeof(job->reason), "device batch of %d images failed: %s", b->n, e.message);
       }
     } else {
-      memcpy(job->emb + (size_t)slot->item * p->dim, b->emb + (size_t)s * p->dim, (size_t)p->dim * sizeof(float));
+      if (p->want_vattn)
+        fr_test_embedding_rows((fr_test_embedding)p->test_embedding, b->emb + (size_t)s * p->dim,
+                               b->vattn + (size_t)s * p->dim, p->dim, job->emb + (size_t)slot->item * p->out_dim,
+                               job->attn ? job->attn + (size_t)slot->item * p->attn_dim : NULL);
+      else
+        memcpy(job->emb + (size_t)slot->item * p->dim, b->emb + (size_t)s * p->dim, (size_t)p->dim * sizeof(float));
       job->res[slot->item].norm = b->norms[s];
       job->res[slot->item].ri = fr_engine_has_ri(p->engine) ? b->ri[s] : NAN; /* learned RI (xi^) */
       job->res[slot->item].aligned = slot->aligned;
@@ -380,6 +390,7 @@ static void free_buffers(wk_pipeline *p)
     free(p->buf[i].norms);
     free(p->buf[i].ri);
     free(p->buf[i].slots);
+    free(p->buf[i].vattn);
   }
 }
 
@@ -391,6 +402,7 @@ int wk_pipeline_start(wk_pipeline *p, fr_engine *engine, const fr_preprocess *pp
   p->pp = *pp;
   p->batch = batch;
   p->dim = dim;
+  p->out_dim = dim;
   p->per_image = (size_t)pp->input_w * pp->input_h * 3;
   p->notify_fd = notify_fd;
   for (int i = 0; i < WK_BUFFERS; i++) {
@@ -446,6 +458,18 @@ int wk_pipeline_start(wk_pipeline *p, fr_engine *engine, const fr_preprocess *pp
     return fr_error_set(err, FR_ERR_NOMEM, "worker: cannot start the device thread: %s", strerror(rc));
   }
   p->started = 3;
+  return FR_OK;
+}
+
+int wk_pipeline_set_attention(wk_pipeline *p, int test_embedding, int attn_dim, fr_error *err)
+{
+  p->test_embedding = test_embedding;
+  p->out_dim = fr_test_embedding_dim((fr_test_embedding)test_embedding, p->dim);
+  p->attn_dim = attn_dim;
+  p->want_vattn = fr_test_embedding_needs_attention((fr_test_embedding)test_embedding, attn_dim > 0);
+  for (int i = 0; i < WK_BUFFERS && p->want_vattn; i++)
+    if (!(p->buf[i].vattn = malloc((size_t)p->batch * p->dim * sizeof(float))))
+      return fr_error_set(err, FR_ERR_NOMEM, "worker: out of memory for v_attn of %d images", p->batch);
   return FR_OK;
 }
 

@@ -19,7 +19,8 @@
 #include "faceri/item_status.h"
 
 #define FR_PROTO_MAGIC "FACERI" /* 6 bytes, then u16 version: the version frame */
-#define FR_PROTO_VERSION 2 /* 2: READY carries the --align settings, RESULT items aligned + align_score */
+#define FR_PROTO_VERSION 3 /* 2: READY carries the --align settings, RESULT items aligned + align_score;
+                            * 3: READY and RESULT carry the attention embedding (docs/PROTOCOL.md) */
 
 /* Limits enforced by both the encoder (a sender's bug fails locally, with a
  * reason, instead of being dropped by the peer) and the decoder. */
@@ -78,6 +79,8 @@ typedef struct fr_msg_ready {
   float align_min_score;    /* 0..1 */
   uint32_t align_min_face;  /* --face-size MIN:MAX, 0..FR_PROTO_MAX_FACE */
   uint32_t align_max_face;
+  uint32_t attn_dim;       /* 0..FR_PROTO_MAX_DIM: v_attn floats per item in RESULTs (0: none sent) */
+  uint32_t test_embedding; /* 0..2: fr_test_embedding, what the RESULT embedding holds */
 } fr_msg_ready;
 
 typedef struct fr_shard_item {
@@ -115,6 +118,8 @@ typedef struct fr_msg_result {
   uint32_t embedding_dim; /* 1..FR_PROTO_MAX_DIM */
   fr_result_item *items;
   float *embedding; /* count x embedding_dim, row-major; NaN rows where not computed */
+  uint32_t attn_dim; /* 0 (absent) ..FR_PROTO_MAX_DIM */
+  float *attn;       /* count x attn_dim, L2-normalised v_attn rows; NaN rows where not computed */
 } fr_msg_result;
 
 typedef struct fr_msg_heartbeat {

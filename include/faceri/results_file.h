@@ -47,6 +47,11 @@ typedef struct fr_results_meta {
   int align;
   float align_min_score;
   int align_min_face, align_max_face;
+  /* --test-embedding ("v", "attn", "concat"; NULL: "v"): what /embedding holds
+   * (embedding_size is its width). attn_size > 0: /embedding_attn [N, attn_size]
+   * exists. --resume refuses a change of either. */
+  const char *test_embedding;
+  int attn_size;
 } fr_results_meta;
 
 typedef struct fr_results_file fr_results_file;
@@ -81,6 +86,7 @@ typedef struct fr_result_row {
   float norm, ers, ri;    /* NaN when not computed */
   int aligned;            /* 1 aligned, 0 fallback resize, -1 not attempted */
   float align_score;      /* NaN when not attempted */
+  const float *embedding_attn; /* attn_size floats (L2-normalised v_attn); NULL: NaN */
 } fr_result_row;
 
 /* Writes rows for global items first .. first + n - 1 (they need not be committed yet). */

@@ -66,6 +66,10 @@ typedef struct fr_coordinator_options {
   atomic_int *stop;
   /* Testing: stop as above right after this many commits (0: never). */
   int64_t stop_after_commits;
+  /* --test-embedding (fr_test_embedding; embedding_size is then its width) and
+   * --embedding-attn (attn_size = D, else 0): workers whose READY differs are refused. */
+  int test_embedding;
+  int attn_size;
 } fr_coordinator_options;
 
 typedef struct fr_coordinator_worker_share {
@@ -92,6 +96,7 @@ typedef struct fr_coordinator_summary {
   int n_workers;        /* workers that ever sent a valid READY */
   int refused_workers;
   fr_coordinator_worker_share *workers; /* n_workers entries; free with fr_coordinator_summary_free */
+  int test_embedding, attn_size; /* the run's options, for the JSON summary */
 } fr_coordinator_summary;
 
 /* Runs the whole coordination: binds (on zmq_ctx, a ZeroMQ context; inproc

@@ -65,6 +65,8 @@ typedef struct fr_worker_options {
   float align_min_score;  /* used only with align (CLI default 0.9) */
   int align_min_face, align_max_face; /* --face-size MIN:MAX; 0: the aligner's default */
   const char *mtcnn_dir;  /* pnet/rnet/onet.tflite; NULL: fr_mtcnn_default_dir() */
+  int embedding_attn;     /* 1: RESULTs carry L2-normalised v_attn (the model needs the attention head) */
+  int test_embedding;     /* fr_test_embedding: what RESULT embeddings hold (0: v) */
   fr_worker_control *control; /* optional: lets another thread stop the worker */
   fr_worker_stats *stats;     /* optional: filled on return */
 } fr_worker_options;
