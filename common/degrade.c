@@ -2,6 +2,7 @@
  * libjpeg's in-memory destination with an error manager that longjmps back here, as
  * the decoder in image_decode.c does. */
 #include "faceri/degrade.h"
+#include "faceri/rng.h"
 
 #include <stdio.h> /* before jpeglib.h, which uses FILE */
 
@@ -19,15 +20,9 @@ fr_degrade_options fr_degrade_defaults(void)
   return o;
 }
 
-static uint64_t next(uint64_t *x)
-{
-  uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
+static uint64_t next(uint64_t *x) { return fr_splitmix64(x); }
 
-static double uniform(uint64_t *x) { return (double)(next(x) >> 11) * (1.0 / 9007199254740992.0); }
+static double uniform(uint64_t *x) { return fr_uniform01(fr_splitmix64(x)); }
 
 /* Separable Gaussian blur of an RGB8 image in place (edges clamped). */
 static int blur(uint8_t *px, int w, int h, double sigma, fr_error *err)

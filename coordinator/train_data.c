@@ -1,5 +1,6 @@
 /* Training data read once into 8-bit model-size images (see faceri/train_data.h). */
 #include "faceri/train_data.h"
+#include "faceri/rng.h"
 
 #include <openssl/evp.h>
 #include <stdlib.h>
@@ -350,22 +351,13 @@ void fr_train_data_free(fr_train_data *d)
   memset(d, 0, sizeof(*d));
 }
 
-/* splitmix64: a well-mixed stream from any seed, the same on every platform. */
-static uint64_t splitmix(uint64_t *x)
-{
-  uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
 void fr_train_data_epoch_order(const fr_train_data *d, uint64_t seed, int64_t epoch, int32_t *order)
 {
   uint64_t state = seed * 0x2545f4914f6cdd1dull + (uint64_t)epoch;
   for (int i = 0; i < d->n_images; i++)
     order[i] = i;
   for (int i = d->n_images - 1; i > 0; i--) { /* Fisher-Yates; the modulo bias is below 2^-32 here */
-    int j = (int)(splitmix(&state) % (uint64_t)(i + 1));
+    int j = (int)(fr_splitmix64(&state) % (uint64_t)(i + 1));
     int32_t t = order[i];
     order[i] = order[j];
     order[j] = t;

@@ -1,5 +1,6 @@
 /* One `faceri train` run: data, trainer, epochs, checkpoints (see faceri/train_run.h). */
 #include "faceri/train_run.h"
+#include "faceri/rng.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -335,13 +336,6 @@ static int checkpoint(run_state *r, fr_error *err)
   return rc;
 }
 
-static uint64_t mix64(uint64_t z)
-{
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
 static int train_steps(run_state *r, fr_train_run_summary *sum, fr_error *err)
 {
   const fr_train_run_options *o = r->o;
@@ -363,7 +357,7 @@ static int train_steps(run_state *r, fr_train_run_summary *sum, fr_error *err)
       cached_epoch = epoch;
     }
     for (int b = 0; b < B; b++)
-      r->flips[b] = o->flip ? (uint8_t)(mix64(((uint64_t)o->seed << 40) ^ ((uint64_t)r->step * 4096u + (uint64_t)b)) & 1)
+      r->flips[b] = o->flip ? (uint8_t)(fr_mix64(((uint64_t)o->seed << 40) ^ ((uint64_t)r->step * 4096u + (uint64_t)b)) & 1)
                             : 0;
     fr_train_data_batch(&r->data, r->order + pos * B, B, r->model.mean, r->model.std, r->flips, r->images, r->labels);
     fr_trainer_batch tb = {r->images, r->labels, r->flags, B + r->U, 0.0f, 1.0f};

@@ -8,21 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "faceri/rng.h"
 #include "faceri/log.h"
 #include "faceri/ri.h"
 #include "faceri/ri_infer.h"
 #include "train_run_internal.h"
 
-static uint64_t mix64(uint64_t z)
-{
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
 static uint64_t draw(const run_state *r, uint64_t what, int64_t step, int row)
 {
-  return mix64(mix64(((uint64_t)r->o->seed << 32) ^ what) ^ ((uint64_t)step * 65536u + (uint64_t)row));
+  return fr_mix64(fr_mix64(((uint64_t)r->o->seed << 32) ^ what) ^ ((uint64_t)step * 65536u + (uint64_t)row));
 }
 
 int fr_run_ri_prepare(run_state *r, fr_error *err)
@@ -109,7 +103,7 @@ int fr_run_degrade(run_state *r, fr_error *err)
   if (!r->tmp8 && !(r->tmp8 = malloc(img)))
     return fr_error_set(err, FR_ERR_NOMEM, "--degrade: out of memory for a %dx%d image", W, H);
   for (int b = 0; b < B; b++) {
-    if ((double)(draw(r, 0xde6, r->step, b) >> 11) * (1.0 / 9007199254740992.0) >= o->degrade_prob)
+    if (fr_uniform01(draw(r, 0xde6, r->step, b)) >= o->degrade_prob)
       continue;
     int32_t idx = r->order[pos * B + b];
     int rc = fr_degrade_rgb8(r->data.pixels + (size_t)idx * img, W, H, draw(r, 0xde7, r->step, b), &o->degrade_opts,
@@ -263,24 +257,11 @@ void fr_run_ri_epoch_end(run_state *r, fr_train_run_summary *sum, int64_t epoch)
 
 int fr_run_ri_checkpoint(run_state *r, fr_error *err)
 {
-  fr_ri_heads *h = fr_trainer_ri_heads(r->trainer);
-  float cfg[FR_RI_CONFIG_FLOATS];
-  fr_ri_config_encode(fr_ri_heads_config_of(h), fr_trainer_ri_feature_layer(r->trainer), cfg);
-  int64_t d = FR_RI_CONFIG_FLOATS, three = 3;
-  int rc = fr_model_set_tensor(&r->model, RI_CONFIG_TENSOR, 1, &d, cfg, err);
+  int64_t three = 3;
+  int rc = fr_ri_heads_store_in_model(fr_trainer_ri_heads(r->trainer), fr_trainer_ri_feature_layer(r->trainer),
+                                      &r->model, err);
   if (!rc)
     rc = fr_model_set_tensor(&r->model, RI_UI_STATS_TENSOR, 1, &three, r->ui_stats, err);
-  for (int i = 0; !rc && i < fr_ri_heads_tensor_count(h); i++) {
-    size_t n = fr_ri_heads_tensor_size(h, i);
-    float *v = malloc(n * sizeof(float));
-    char path[FR_MODEL_TENSOR_PATH];
-    snprintf(path, sizeof(path), RI_TENSOR_ROOT "%s", fr_ri_heads_tensor_name(h, i));
-    rc = v ? fr_ri_heads_read_tensor(h, i, 0, v, err) : fr_error_set(err, FR_ERR_NOMEM, "checkpoint: out of memory");
-    int64_t dims = (int64_t)n;
-    if (!rc)
-      rc = fr_model_set_tensor(&r->model, path, 1, &dims, v, err);
-    free(v);
-  }
   return rc;
 }
 

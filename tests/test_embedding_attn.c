@@ -63,22 +63,8 @@ static int add_heads(fr_model *m, fr_error *err)
   c.att_fwd_gemm = -1;
   fr_ri_heads *h = NULL;
   int rc = fr_ri_heads_create(ctx, &c, &h, err);
-  for (int i = 0; !rc && i < fr_ri_heads_tensor_count(h); i++) {
-    size_t n = fr_ri_heads_tensor_size(h, i);
-    float *v = malloc(n * sizeof(float));
-    char path[FR_MODEL_TENSOR_PATH];
-    snprintf(path, sizeof(path), FR_RI_TENSOR_ROOT "%s", fr_ri_heads_tensor_name(h, i));
-    rc = v ? fr_ri_heads_read_tensor(h, i, 0, v, err) : FR_ERR_NOMEM;
-    int64_t dims[1] = {(int64_t)n};
-    if (!rc)
-      rc = fr_model_set_tensor(m, path, 1, dims, v, err);
-    free(v);
-  }
-  float cfg[FR_RI_CONFIG_FLOATS];
-  fr_ri_config_encode(&c, feature, cfg);
-  int64_t dims[1] = {FR_RI_CONFIG_FLOATS};
   if (!rc)
-    rc = fr_model_set_tensor(m, FR_RI_TENSOR_ROOT "config", 1, dims, cfg, err);
+    rc = fr_ri_heads_store_in_model(h, feature, m, err);
   fr_ri_heads_destroy(h);
   return rc;
 }

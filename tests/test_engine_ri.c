@@ -49,27 +49,14 @@ static int add_heads(fr_model *m, fr_ri_reg_input reg, int attention, uint32_t s
   c.att_fwd_gemm = -1; /* only its initial values are wanted: no GEMM pipelines to build */
   fr_ri_heads *h = NULL;
   int rc = fr_ri_heads_create(ctx, &c, &h, err);
-  for (int i = 0; !rc && i < fr_ri_heads_tensor_count(h); i++) {
-    size_t n = fr_ri_heads_tensor_size(h, i);
-    float *v = malloc(n * sizeof(float));
-    char path[FR_MODEL_TENSOR_PATH];
-    const char *name = fr_ri_heads_tensor_name(h, i);
-    snprintf(path, sizeof(path), FR_RI_TENSOR_ROOT "%s", name);
-    rc = v ? fr_ri_heads_read_tensor(h, i, 0, v, err) : FR_ERR_NOMEM;
-    if (!rc && strstr(name, "running_mean"))
-      v[0] = 0.25f;
-    if (!rc && strstr(name, "running_var"))
-      v[0] = 2.5f;
-    int64_t dims[1] = {(int64_t)n};
-    if (!rc)
-      rc = fr_model_set_tensor(m, path, 1, dims, v, err);
-    free(v);
-  }
-  float cfg[FR_RI_CONFIG_FLOATS];
-  fr_ri_config_encode(&c, g_feature, cfg);
-  int64_t dims[1] = {FR_RI_CONFIG_FLOATS};
   if (!rc)
-    rc = fr_model_set_tensor(m, FR_RI_TENSOR_ROOT "config", 1, dims, cfg, err);
+    rc = fr_ri_heads_store_in_model(h, g_feature, m, err);
+  for (int i = 0; !rc && i < m->n_tensors; i++) {
+    if (strstr(m->tensors[i].path, "running_mean"))
+      m->tensors[i].data[0] = 0.25f;
+    if (strstr(m->tensors[i].path, "running_var"))
+      m->tensors[i].data[0] = 2.5f;
+  }
   fr_ri_heads_destroy(h);
   return rc;
 }

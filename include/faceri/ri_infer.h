@@ -42,6 +42,9 @@ int fr_ri_config_from_model(const fr_model *m, int max_batch, fr_ri_heads_config
                             fr_error *err);
 /* Writes every tensor of /heads/ri into h (a missing or mis-sized one is an error naming it). */
 int fr_ri_heads_load_from_model(fr_ri_heads *h, const fr_model *m, fr_error *err);
+/* The reverse: h's config (with the feature layer it sits on) and every tensor into m's
+ * /heads/ri, as `faceri train --ri` checkpoints them. */
+int fr_ri_heads_store_in_model(fr_ri_heads *h, int feature_layer, fr_model *m, fr_error *err);
 
 typedef struct fr_ri_infer fr_ri_infer;
 

@@ -85,6 +85,27 @@ int fr_ri_config_from_model(const fr_model *m, int max_batch, fr_ri_heads_config
   return FR_OK;
 }
 
+int fr_ri_heads_store_in_model(fr_ri_heads *h, int feature_layer, fr_model *m, fr_error *err)
+{
+  float cfg[FR_RI_CONFIG_FLOATS];
+  fr_ri_config_encode(fr_ri_heads_config_of(h), feature_layer, cfg);
+  int64_t d = FR_RI_CONFIG_FLOATS;
+  int rc = fr_model_set_tensor(m, FR_RI_TENSOR_ROOT "config", 1, &d, cfg, err);
+  for (int i = 0; !rc && i < fr_ri_heads_tensor_count(h); i++) {
+    size_t n = fr_ri_heads_tensor_size(h, i);
+    float *v = malloc(n * sizeof(float));
+    char path[FR_MODEL_TENSOR_PATH];
+    snprintf(path, sizeof(path), FR_RI_TENSOR_ROOT "%s", fr_ri_heads_tensor_name(h, i));
+    rc = v ? fr_ri_heads_read_tensor(h, i, 0, v, err)
+           : fr_error_set(err, FR_ERR_NOMEM, "/%s: out of memory for %zu values", path, n);
+    int64_t dims = (int64_t)n;
+    if (!rc)
+      rc = fr_model_set_tensor(m, path, 1, &dims, v, err);
+    free(v);
+  }
+  return rc;
+}
+
 int fr_ri_heads_load_from_model(fr_ri_heads *h, const fr_model *m, fr_error *err)
 {
   for (int i = 0; i < fr_ri_heads_tensor_count(h); i++) {
