@@ -6,17 +6,14 @@
 #include <string.h>
 
 #include "faceri/train_loss.h"
+#include "test_numeric.h"
 #include "test_util.h"
 
 static fr_vk_context *ctx;
 static fr_loss *lossk;
 static unsigned rng_state = 777u;
 
-static double frand(void)
-{
-  rng_state = rng_state * 1664525u + 1013904223u;
-  return (double)(float)(((float)(rng_state >> 8) / 16777216.0f) * 2.4f - 1.2f);
-}
+static double frand(void) { return test_frand(&rng_state); }
 
 /* Rows of unit length, rounded to float (what the device sees). */
 static double *unit_rows(int rows, int dim)
@@ -34,26 +31,7 @@ static double *unit_rows(int rows, int dim)
   return a;
 }
 
-static double *random_d(size_t n)
-{
-  double *a = malloc(n * sizeof(double));
-  for (size_t i = 0; i < n; i++)
-    a[i] = frand();
-  return a;
-}
-
-static double rel_err(const double *got, const double *want, size_t n)
-{
-  double max_err = 0, max_ref = 1e-12;
-  for (size_t i = 0; i < n; i++) {
-    double e = fabs(got[i] - want[i]);
-    if (!(e <= max_err))
-      max_err = isnan(e) ? INFINITY : e;
-    if (fabs(want[i]) > max_ref)
-      max_ref = fabs(want[i]);
-  }
-  return max_err / max_ref;
-}
+static double *random_d(size_t n) { return test_random_d(&rng_state, n); }
 
 /* ---------------- reference against finite differences ---------------- */
 
@@ -100,7 +78,7 @@ static void fd_case(const char *name, fr_loss_params p, double scale_w, int targ
       v[i] = keep;
       fd[i] = (lp - lm) / (2 * h);
     }
-    worst = fmax(worst, rel_err(an, fd, n));
+    worst = fmax(worst, test_rel_err_d(an, fd, n));
     free(fd);
   }
   printf("\n    %-44s FD rel err %.2e (target gap to switch %.3f)", name, worst, gap);
@@ -203,10 +181,10 @@ static gpu_result run_gpu(const fr_loss_params *p, const double *x, const double
   double *grows = download(&bws, ra.offset, B, NULL), *gcos = download(&bws, ca.offset, B * C, NULL);
   r.loss = gl[0];
   r.e_loss = fabs(gl[0] - want) / fmax(fabs(want), 1e-12);
-  r.e_rows = rel_err(grows, rows, B);
-  r.e_cos = rel_err(gcos, cos, B * C);
-  r.e_dx = rel_err(gdx, dx, B * D);
-  r.e_dw = rel_err(gdw, dw, C * D);
+  r.e_rows = test_rel_err_d(grows, rows, B);
+  r.e_cos = test_rel_err_d(gcos, cos, B * C);
+  r.e_dx = test_rel_err_d(gdx, dx, B * D);
+  r.e_dw = test_rel_err_d(gdw, dw, C * D);
   if (verbose)
     printf("\n    loss %.6g (ref %.6g): rel err loss %.1e rows %.1e cos %.1e dx %.1e dw %.1e", gl[0], want, r.e_loss,
            r.e_rows, r.e_cos, r.e_dx, r.e_dw);

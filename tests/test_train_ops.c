@@ -9,38 +9,15 @@
 #include <string.h>
 
 #include "faceri/train_ops.h"
+#include "test_numeric.h"
 #include "test_util.h"
 
 static fr_vk_context *ctx;
 static fr_train_ops *tops;
 static unsigned rng_state = 4242u;
 
-static double frand(void)
-{
-  rng_state = rng_state * 1664525u + 1013904223u;
-  return (double)(float)(((float)(rng_state >> 8) / 16777216.0f) * 2.4f - 1.2f);
-}
 
-static double *random_d(size_t n)
-{
-  double *a = malloc((n ? n : 1) * sizeof(double));
-  for (size_t i = 0; i < n; i++)
-    a[i] = frand();
-  return a;
-}
-
-static double rel_err_d(const double *got, const double *want, size_t n)
-{
-  double max_err = 0, max_ref = 1e-12;
-  for (size_t i = 0; i < n; i++) {
-    double e = fabs(got[i] - want[i]);
-    if (!(e <= max_err))
-      max_err = isnan(e) ? INFINITY : e;
-    if (fabs(want[i]) > max_ref)
-      max_ref = fabs(want[i]);
-  }
-  return max_err / max_ref;
-}
+static double *random_d(size_t n) { return test_random_d(&rng_state, n); }
 
 /* ---------------- 1. references against finite differences ---------------- */
 
@@ -77,7 +54,7 @@ static void fd_check(const char *name, const void *c, int n_in, const size_t *in
       in[k][j] = keep;
       fd[j] = (lp - lm) / (2 * h);
     }
-    double e = rel_err_d(grad[k], fd, in_n[k]);
+    double e = test_rel_err_d(grad[k], fd, in_n[k]);
     if (e > worst)
       worst = e;
     free(fd);
@@ -301,7 +278,7 @@ static void dev_free(dev *d) { fr_vk_buffer_destroy(ctx, &d->b); }
 static double expect(const char *what, dev *d, const double *want)
 {
   double *got = dev_read(d);
-  double e = rel_err_d(got, want, d->n);
+  double e = test_rel_err_d(got, want, d->n);
   free(got);
   printf("\n    %-46s rel err %.2e", what, e);
   CU_ASSERT(e <= 1e-4);
@@ -472,10 +449,10 @@ static void test_gpu_l2norm_bwd(void)
   seq_finish(seq);
   /* the clamped row's gradient is 1e5 dy: compare the unclamped rows on their own scale */
   double *got = dev_read(&gdx);
-  double e_rows = rel_err_d(got, dx, 2 * (size_t)dim), e_clamped = rel_err_d(got + 2 * dim, dx + 2 * dim, dim);
+  double e_rows = test_rel_err_d(got, dx, 2 * (size_t)dim), e_clamped = test_rel_err_d(got + 2 * dim, dx + 2 * dim, dim);
   printf("\n    l2norm backward rel err %.2e, clamped row %.2e", e_rows, e_clamped);
   CU_ASSERT(e_rows <= 1e-4 && e_clamped <= 1e-4);
-  CU_ASSERT(rel_err_d(got + 3 * dim, dx + 3 * dim, 2 * (size_t)dim) <= 1e-4);
+  CU_ASSERT(test_rel_err_d(got + 3 * dim, dx + 3 * dim, 2 * (size_t)dim) <= 1e-4);
   free(got), free(x), free(dy), free(y), free(dx);
   dev_free(&gy), dev_free(&gn), dev_free(&gdy), dev_free(&gdx);
 }

@@ -8,39 +8,15 @@
 #include <string.h>
 
 #include "faceri/train_ops.h"
+#include "test_numeric.h"
 #include "test_util.h"
 
 static fr_vk_context *ctx;
 static fr_train_ops *tops;
 static unsigned rng_state = 977u;
 
-static double frand(void)
-{
-  rng_state = rng_state * 1664525u + 1013904223u;
-  return (double)(float)(((float)(rng_state >> 8) / 16777216.0f) * 2.4f - 1.2f);
-}
 
-static double *random_d(size_t n)
-{
-  double *a = malloc((n ? n : 1) * sizeof(double));
-  for (size_t i = 0; i < n; i++)
-    a[i] = frand();
-  return a;
-}
-
-/* max abs error / max abs reference */
-static double rel_err_d(const double *got, const double *want, size_t n)
-{
-  double max_err = 0, max_ref = 1e-12;
-  for (size_t i = 0; i < n; i++) {
-    double e = fabs(got[i] - want[i]);
-    if (!(e <= max_err))
-      max_err = isnan(e) ? INFINITY : e;
-    if (fabs(want[i]) > max_ref)
-      max_ref = fabs(want[i]);
-  }
-  return max_err / max_ref;
-}
+static double *random_d(size_t n) { return test_random_d(&rng_state, n); }
 
 /* TF SAME (or VALID) conv shapes, as the importer produces them. */
 static fr_conv_params conv(int batch, int h, int w, int cin, int cout, int k, int s, int depthwise, int valid)
@@ -98,7 +74,7 @@ static void fd_conv(const char *name, fr_conv_params p)
       in[k][j] = keep;
       fd[j] = (lp - lm) / (2 * h);
     }
-    double e = rel_err_d(grad[k], fd, n[k]);
+    double e = test_rel_err_d(grad[k], fd, n[k]);
     worst = e > worst ? e : worst;
     free(fd);
   }
@@ -157,7 +133,7 @@ static void dev_free(dev *d) { fr_vk_buffer_destroy(ctx, &d->b); }
 static void expect(const char *what, dev *d, const double *want)
 {
   double *got = dev_read(d);
-  double e = rel_err_d(got, want, d->n);
+  double e = test_rel_err_d(got, want, d->n);
   free(got);
   printf("\n    %-46s rel err %.2e", what, e);
   CU_ASSERT(e <= 1e-4);
@@ -209,7 +185,7 @@ static fr_vk_arg A_at(dev *d, size_t off) { return (fr_vk_arg){&d->b, off * size
 static void expect_at(const char *what, dev *d, size_t off, const double *want)
 {
   double *got = dev_read(d);
-  double e = rel_err_d(got + off, want, d->n - off);
+  double e = test_rel_err_d(got + off, want, d->n - off);
   free(got);
   printf("\n    %-46s rel err %.2e", what, e);
   CU_ASSERT(e <= 1e-4);
@@ -247,7 +223,6 @@ static void gpu_conv_at(const char *name, fr_conv_params p, size_t off)
 }
 
 static void gpu_conv(const char *name, fr_conv_params p) { gpu_conv_at(name, p, 0); }
-
 
 /* Whether this device runs the texel-fed kernels (the GPU paths' test device is lavapipe). */
 static int fast_kernels(void)
