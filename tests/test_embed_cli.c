@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "faceri/model.h"
+#include "test_process.h"
 #include "test_util.h"
 
 static char dir[256];
@@ -38,17 +39,6 @@ static void write_bytes(const char *path, const char *bytes, size_t n)
 }
 
 /* Runs a shell command, returns its exit code and (first line of) stdout. */
-static int run(const char *cmd, char *out, size_t out_size)
-{
-  FILE *p = popen(cmd, "r");
-  if (!p)
-    return -1;
-  size_t n = fread(out, 1, out_size - 1, p);
-  out[n] = '\0';
-  int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static int have_model(void)
 {
   struct stat st;
@@ -87,7 +77,7 @@ static void test_embed_folder(void)
   write_bytes(path, "not a face\n", 11);
 
   snprintf(cmd, sizeof(cmd), "%s/faceri embed --json -b 2 -o %s/out.h5 %s/alice", FACERI_BINARY_DIR, dir, dir);
-  int rc = run(cmd, out, sizeof(out));
+  int rc = test_run_command(cmd, out, sizeof(out));
   printf("\n    %s", out);
   CU_ASSERT_EQUAL(rc, 3); /* finished, some items failed */
   CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"ok\":2"));
@@ -162,7 +152,7 @@ static void test_crop_outside_fails_that_image_only(void)
   write_png(path, 100, 100, 4);
   snprintf(cmd, sizeof(cmd), "%s/faceri embed --json --crop 55,47,140,140 -o %s/crop.h5 %s/crop 2>%s/crop.err",
            FACERI_BINARY_DIR, dir, dir, dir);
-  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 3);
+  CU_ASSERT_EQUAL(test_run_command(cmd, out, sizeof(out)), 3);
   CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"ok\":1"));
   CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"failed\":1"));
 }
@@ -203,12 +193,12 @@ static void test_kill_and_resume(void)
   }
   snprintf(cmd, sizeof(cmd), "%s/faceri embed --json -b 2 -o %s/whole.h5 %s/many 2>/dev/null", FACERI_BINARY_DIR, dir,
            dir);
-  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 0);
+  CU_ASSERT_EQUAL(test_run_command(cmd, out, sizeof(out)), 0);
   /* Killed with SIGKILL right after the 2nd shard is committed (4 of 7 images). */
   snprintf(cmd, sizeof(cmd),
            "FACERI_FAULT_KILL_AFTER_SHARDS=2 %s/faceri embed --json -b 2 -o %s/cut.h5 %s/many 2>/dev/null",
            FACERI_BINARY_DIR, dir, dir);
-  int killed = run(cmd, out, sizeof(out));
+  int killed = test_run_command(cmd, out, sizeof(out));
   CU_ASSERT(killed == -1 || killed == 128 + 9); /* died by the signal (the shell reports 137) */
   static float whole[8 * 192], cut[8 * 192];
   int8_t s_whole[8], s_cut[8];
@@ -216,7 +206,7 @@ static void test_kill_and_resume(void)
   CU_ASSERT_EQUAL(read_results(path, cut, s_cut, 8), 4);
   snprintf(cmd, sizeof(cmd), "%s/faceri embed --json --resume -b 2 -o %s/cut.h5 %s/many 2>/dev/null",
            FACERI_BINARY_DIR, dir, dir);
-  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 0);
+  CU_ASSERT_EQUAL(test_run_command(cmd, out, sizeof(out)), 0);
   CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"ok\":3")); /* only the 3 missing images were computed */
   CU_ASSERT_EQUAL(read_results(path, cut, s_cut, 8), 7);
   snprintf(path, sizeof(path), "%s/whole.h5", dir);
@@ -228,7 +218,7 @@ static void test_kill_and_resume(void)
   write_png(path, 30, 30, 99);
   snprintf(cmd, sizeof(cmd), "%s/faceri embed --resume -o %s/cut.h5 %s/many 2>&1 >/dev/null", FACERI_BINARY_DIR, dir,
            dir);
-  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 1);
+  CU_ASSERT_EQUAL(test_run_command(cmd, out, sizeof(out)), 1);
   CU_ASSERT_PTR_NOT_NULL(strstr(out, "changed"));
 }
 
@@ -236,14 +226,14 @@ static void test_usage_errors(void)
 {
   char cmd[1024], out[4096];
   snprintf(cmd, sizeof(cmd), "%s/faceri embed --crop 1,2,3 -o x.h5 y 2>/dev/null", FACERI_BINARY_DIR);
-  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 2);
+  CU_ASSERT_EQUAL(test_run_command(cmd, out, sizeof(out)), 2);
   snprintf(cmd, sizeof(cmd), "%s/faceri embed in.png 2>/dev/null", FACERI_BINARY_DIR);
-  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 2);
+  CU_ASSERT_EQUAL(test_run_command(cmd, out, sizeof(out)), 2);
   snprintf(cmd, sizeof(cmd), "%s/faceri embed --help", FACERI_BINARY_DIR);
-  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 0);
+  CU_ASSERT_EQUAL(test_run_command(cmd, out, sizeof(out)), 0);
   CU_ASSERT_PTR_NOT_NULL(strstr(out, "usage: faceri embed"));
   snprintf(cmd, sizeof(cmd), "%s/faceri nosuch 2>/dev/null", FACERI_BINARY_DIR);
-  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 2);
+  CU_ASSERT_EQUAL(test_run_command(cmd, out, sizeof(out)), 2);
 }
 
 static void test_missing_input_is_an_error(void)
@@ -253,7 +243,7 @@ static void test_missing_input_is_an_error(void)
   char cmd[2048], out[4096];
   snprintf(cmd, sizeof(cmd), "%s/faceri embed --json -o %s/none.h5 %s/does-not-exist 2>%s/missing.err",
            FACERI_BINARY_DIR, dir, dir, dir);
-  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 1);
+  CU_ASSERT_EQUAL(test_run_command(cmd, out, sizeof(out)), 1);
   char path[512], msg[1024] = "";
   snprintf(path, sizeof(path), "%s/missing.err", dir);
   FILE *f = fopen(path, "r");
@@ -271,7 +261,7 @@ static void test_bad_model_is_an_error(void)
   snprintf(path, sizeof(path), "%s/fake.h5", dir);
   write_bytes(path, "definitely not a model", 22);
   snprintf(cmd, sizeof(cmd), "%s/faceri embed -m %s -o %s/o.h5 %s 2>&1 >/dev/null", FACERI_BINARY_DIR, path, dir, dir);
-  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 1);
+  CU_ASSERT_EQUAL(test_run_command(cmd, out, sizeof(out)), 1);
   CU_ASSERT_PTR_NOT_NULL(strstr(out, "fake.h5"));
 }
 

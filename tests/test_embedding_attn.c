@@ -20,6 +20,7 @@
 #include "faceri/engine.h"
 #include "faceri/preprocess.h"
 #include "faceri/ri_infer.h"
+#include "test_process.h"
 #include "test_util.h"
 
 enum { N_IMG = 12 };
@@ -27,17 +28,6 @@ enum { N_IMG = 12 };
 static char g_dir[256], g_orl[512], g_model[600];
 static int g_prepared;
 static fr_vk_context *ctx;
-
-static int run(const char *cmd, char *out, size_t cap)
-{
-  FILE *p = popen(cmd, "r");
-  if (!p)
-    return -1;
-  size_t n = fread(out, 1, cap - 1, p);
-  out[n] = '\0';
-  int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static int feature_layer(const fr_model *m)
 {
@@ -83,7 +73,7 @@ static int prepare(void)
            "cd %s && mkdir -p orl imgs/s1 imgs/s2 && tar xf %s -C orl && for s in s1 s2; do for i in 1 2 3 4 5 6; "
            "do cp orl/orl/$s/$i.pgm imgs/$s/; done; done && echo notes > imgs/s1/readme.txt && echo ok",
            g_dir, g_orl);
-  if (run(cmd, out, sizeof(out)) != 0 || !strstr(out, "ok"))
+  if (test_run_command(cmd, out, sizeof(out)) != 0 || !strstr(out, "ok"))
     return 0;
   fr_model m;
   fr_error err = {0};
@@ -151,7 +141,7 @@ static int faceri(const char *args, char *out, size_t cap)
   char cmd[8192];
   snprintf(cmd, sizeof(cmd), "cd %s && %s/faceri %s%s", g_dir, FACERI_BINARY_DIR, args,
            strstr(args, "2>&1") ? "" : " 2>>stderr.log");
-  return run(cmd, out, cap);
+  return test_run_command(cmd, out, cap);
 }
 
 static double cosine(const float *a, const float *b, int d)

@@ -12,6 +12,7 @@
 #include "faceri/labels.h"
 #include "faceri/model.h"
 #include "faceri/results_file.h"
+#include "test_process.h"
 #include "test_util.h"
 
 static char dir[256];
@@ -179,17 +180,6 @@ static void write_png(const char *path, int w, int h, int seed)
   free(px);
 }
 
-static int run(const char *cmd, char *out, size_t out_size)
-{
-  FILE *p = popen(cmd, "r");
-  if (!p)
-    return -1;
-  size_t n = fread(out, 1, out_size - 1, p);
-  out[n] = '\0';
-  int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static int have_model(void)
 {
   struct stat st;
@@ -312,15 +302,15 @@ static void test_cli(void)
   const char *bin = FACERI_BINARY_DIR "/faceri";
   /* Option errors come before any work: a bad regex is usage (2), a broken CSV a failure (1). */
   snprintf(cmd, sizeof(cmd), "%s run --label-regex '([a-' -o %s/x.h5 %s/faces 2>&1", bin, dir, dir);
-  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 2);
+  CU_ASSERT_EQUAL(test_run_command(cmd, out, sizeof(out)), 2);
   CU_ASSERT_PTR_NOT_NULL(strstr(out, "--label-regex"));
   WRITE_CSV("broken.csv", "a,b\nc,d,e\n");
   snprintf(cmd, sizeof(cmd), "%s coordinate --bind tcp://127.0.0.1:1 --labels %s/broken.csv -o %s/x.h5 %s/faces 2>&1",
            bin, dir, dir, dir);
-  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 1);
+  CU_ASSERT_EQUAL(test_run_command(cmd, out, sizeof(out)), 1);
   CU_ASSERT_PTR_NOT_NULL(strstr(out, "broken.csv: line 2"));
   snprintf(cmd, sizeof(cmd), "%s embed --labels %s/broken.csv -o %s/x.h5 %s/faces 2>&1", bin, dir, dir, dir);
-  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 1);
+  CU_ASSERT_EQUAL(test_run_command(cmd, out, sizeof(out)), 1);
   CU_ASSERT_PTR_NOT_NULL(strstr(out, "broken.csv: line 2"));
   if (!have_model())
     TEST_SKIP("no model file (run scripts/setup)");
@@ -330,7 +320,7 @@ static void test_cli(void)
              "%s %s --json --labels %s/cli.csv --label-regex '/([a-z]+)_[0-9]+\\.png$' -o %s/l%d.h5 %s/faces "
              "2>/dev/null",
              bin, which ? "run --workers 1" : "embed", dir, dir, which, dir);
-    CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 0);
+    CU_ASSERT_EQUAL(test_run_command(cmd, out, sizeof(out)), 0);
     snprintf(path, sizeof(path), "%s/l%d.h5", dir, which);
     CU_ASSERT_EQUAL_FATAL(read_labels(path, names, 8), 3);
     CU_ASSERT_STRING_EQUAL(names[0], "alice");
@@ -339,7 +329,7 @@ static void test_cli(void)
   }
   /* Without options: the folder. */
   snprintf(cmd, sizeof(cmd), "%s run --workers 1 --json -o %s/l2.h5 %s/faces 2>/dev/null", bin, dir, dir);
-  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 0);
+  CU_ASSERT_EQUAL(test_run_command(cmd, out, sizeof(out)), 0);
   snprintf(path, sizeof(path), "%s/l2.h5", dir);
   CU_ASSERT_EQUAL_FATAL(read_labels(path, names, 8), 3);
   for (int i = 0; i < 3; i++)
@@ -347,11 +337,11 @@ static void test_cli(void)
   /* --resume with other label options is refused, as a failure naming the option. */
   WRITE_CSV("other.csv", "nobody,none\n");
   snprintf(cmd, sizeof(cmd), "%s embed --resume --labels %s/other.csv -o %s/l2.h5 %s/faces 2>&1", bin, dir, dir, dir);
-  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 1);
+  CU_ASSERT_EQUAL(test_run_command(cmd, out, sizeof(out)), 1);
   CU_ASSERT_PTR_NOT_NULL(strstr(out, "not resumable"));
   snprintf(cmd, sizeof(cmd), "%s run --workers 1 --resume --label-regex '(x)' -o %s/l2.h5 %s/faces 2>&1", bin, dir,
            dir);
-  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 1);
+  CU_ASSERT_EQUAL(test_run_command(cmd, out, sizeof(out)), 1);
   CU_ASSERT_PTR_NOT_NULL(strstr(out, "--label-regex"));
 }
 

@@ -13,21 +13,11 @@
 
 #include "faceri/align.h"
 #include "faceri/model.h"
+#include "test_process.h"
 #include "test_util.h"
 
 static char g_dir[256];
 static char g_orl[512];
-
-static int run(const char *cmd, char *out, size_t out_size)
-{
-  FILE *p = popen(cmd, "r");
-  if (!p)
-    return -1;
-  size_t n = fread(out, 1, out_size - 1, p);
-  out[n] = '\0';
-  int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static int ready(void)
 {
@@ -43,7 +33,7 @@ static int train(const char *extra, const char *out_name, char *json, size_t cap
   char cmd[4096];
   snprintf(cmd, sizeof(cmd), "%s/faceri train " COMMON " %s -o %s/%s %s 2>%s/%s.log", FACERI_BINARY_DIR, extra, g_dir,
            out_name, g_orl, g_dir, out_name);
-  return run(cmd, json, cap);
+  return test_run_command(cmd, json, cap);
 }
 
 static void test_loss_falls(void)
@@ -187,7 +177,7 @@ static void test_shared_head_init(void)
            "%s/faceri train --identities 0:5 --batch 4 --max-steps 1 --head-init model --init %s/init0.h5 -o "
            "%s/other.h5 %s 2>&1",
            FACERI_BINARY_DIR, g_dir, g_dir, g_orl);
-  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 2);
+  CU_ASSERT_EQUAL(test_run_command(cmd, out, sizeof(out)), 2);
   CU_ASSERT_PTR_NOT_NULL(strstr(out, "--head-init model"));
   CU_ASSERT_PTR_NOT_NULL(strstr(out, "init0.h5"));
 }
@@ -203,22 +193,22 @@ static void test_refusals(void)
   /* --resume with another learning rate names the field */
   snprintf(cmd, sizeof(cmd), "%s/faceri train " COMMON " --lr 2e-4 --resume --max-steps 2 -o %s/refuse.h5 %s 2>&1",
            FACERI_BINARY_DIR, g_dir, g_orl);
-  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 2);
+  CU_ASSERT_EQUAL(test_run_command(cmd, out, sizeof(out)), 2);
   CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"lr\":0.000199999995"));
   /* a missing input is named */
   snprintf(cmd, sizeof(cmd), "%s/faceri train -o %s/none.h5 %s/no-such.tar 2>&1", FACERI_BINARY_DIR, g_dir, g_dir);
-  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 1);
+  CU_ASSERT_EQUAL(test_run_command(cmd, out, sizeof(out)), 1);
   CU_ASSERT_PTR_NOT_NULL(strstr(out, "no-such.tar"));
   /* one identity is not a classification problem */
   snprintf(cmd, sizeof(cmd), "%s/faceri train --identities 3:1 -o %s/one.h5 %s 2>&1", FACERI_BINARY_DIR, g_dir, g_orl);
-  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 2);
+  CU_ASSERT_EQUAL(test_run_command(cmd, out, sizeof(out)), 2);
   CU_ASSERT_PTR_NOT_NULL(strstr(out, "1 identities left"));
   /* usage */
   snprintf(cmd, sizeof(cmd), "%s/faceri train --loss triplet -o x.h5 y 2>&1", FACERI_BINARY_DIR);
-  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 2);
+  CU_ASSERT_EQUAL(test_run_command(cmd, out, sizeof(out)), 2);
   CU_ASSERT_PTR_NOT_NULL(strstr(out, "--loss \"triplet\""));
   snprintf(cmd, sizeof(cmd), "%s/faceri train --help", FACERI_BINARY_DIR);
-  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 0);
+  CU_ASSERT_EQUAL(test_run_command(cmd, out, sizeof(out)), 0);
   CU_ASSERT_PTR_NOT_NULL(strstr(out, "--resume"));
 }
 

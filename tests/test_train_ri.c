@@ -24,21 +24,11 @@
 #include "faceri/ri.h"
 #include "faceri/results_reader.h"
 #include "faceri/ri_infer.h"
+#include "test_process.h"
 #include "test_util.h"
 
 static char g_dir[256];
 static char g_orl[512], g_inria[512];
-
-static int run(const char *cmd, char *out, size_t cap)
-{
-  FILE *p = popen(cmd, "r");
-  if (!p)
-    return -1;
-  size_t n = fread(out, 1, cap - 1, p);
-  out[n] = '\0';
-  int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static int ready(void)
 {
@@ -62,7 +52,7 @@ static int prepare(void)
            "done; for i in 8 9 10; do cp orl/orl/$s/$i.pgm held/$s/; done; done && cp %s m.h5 && "
            "%s/faceri model set-ui m.h5 ui/inria-persons >/dev/null 2>set-ui.log && echo ok",
            g_dir, g_orl, g_inria, model, FACERI_BINARY_DIR);
-  prepared = run(cmd, out, sizeof(out)) == 0 && strstr(out, "ok") ? 1 : -1;
+  prepared = test_run_command(cmd, out, sizeof(out)) == 0 && strstr(out, "ok") ? 1 : -1;
   return prepared > 0;
 }
 
@@ -75,7 +65,7 @@ static int train(const char *extra, const char *out_name, char *json, size_t cap
   char cmd[4096];
   snprintf(cmd, sizeof(cmd), "cd %s && %s/faceri train " COMMON " %s --init m.h5 --ui ui/inria-persons -o %s train 2>%s.log",
            g_dir, FACERI_BINARY_DIR, extra, out_name, out_name);
-  return run(cmd, json, cap);
+  return test_run_command(cmd, json, cap);
 }
 
 static double field(const char *json, const char *section, const char *name)
@@ -317,7 +307,7 @@ static void test_model_info(void)
     TEST_SKIP("no trained model (the first test did not run)");
   char cmd[2048], out[65536];
   snprintf(cmd, sizeof(cmd), "cd %s && %s/faceri model info ri.h5", g_dir, FACERI_BINARY_DIR);
-  CU_ASSERT_EQUAL_FATAL(run(cmd, out, sizeof(out)), 0);
+  CU_ASSERT_EQUAL_FATAL(test_run_command(cmd, out, sizeof(out)), 0);
   static const char *const expect[] = {
       "RI heads        regression and attention, on layer 48", "  regression    on the flattened feature map",
       "dropout 0 in training", "  attention     CBAM (reduction 16, 7x7 spatial conv", "-> v_attn [192]",
@@ -375,14 +365,14 @@ static void test_refusals(void)
   /* a model without a UI centre */
   snprintf(cmd, sizeof(cmd), "cd %s && %s/faceri train --ri --batch 4 --max-steps 1 -o none.h5 train 2>&1", g_dir,
            FACERI_BINARY_DIR);
-  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 2);
+  CU_ASSERT_EQUAL(test_run_command(cmd, out, sizeof(out)), 2);
   CU_ASSERT_PTR_NOT_NULL(strstr(out, "no UI centre"));
   snprintf(cmd, sizeof(cmd), "cd %s && %s/faceri train --ui ui -o none.h5 train 2>&1", g_dir, FACERI_BINARY_DIR);
-  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 2);
+  CU_ASSERT_EQUAL(test_run_command(cmd, out, sizeof(out)), 2);
   CU_ASSERT_PTR_NOT_NULL(strstr(out, "give --ri"));
   snprintf(cmd, sizeof(cmd), "cd %s && %s/faceri train --ri --degrade-sizes 30:10 -o none.h5 train 2>&1", g_dir,
            FACERI_BINARY_DIR);
-  CU_ASSERT_EQUAL(run(cmd, out, sizeof(out)), 2);
+  CU_ASSERT_EQUAL(test_run_command(cmd, out, sizeof(out)), 2);
   CU_ASSERT_PTR_NOT_NULL(strstr(out, "MAX is below MIN"));
 }
 
