@@ -38,6 +38,21 @@ int fr_parse_int_list(const char *option, const char *text, int n, long *out, fr
   return FR_OK;
 }
 
+int fr_parse_int_pair(const char *option, const char *text, const char *what, long min, long max, long *a, long *b,
+                      fr_error *err)
+{
+  char first[32];
+  const char *colon = text ? strchr(text, ':') : NULL;
+  size_t len = colon ? (size_t)(colon - text) : 0;
+  if (!colon || len == 0 || len >= sizeof(first))
+    return fr_error_set(err, FR_ERR_INVALID, "%s \"%s\": expected %s", option, text ? text : "", what);
+  memcpy(first, text, len);
+  first[len] = '\0';
+  if (fr_parse_int(option, first, min, max, a, err) || fr_parse_int(option, colon + 1, min, max, b, err))
+    return FR_ERR_INVALID;
+  return FR_OK;
+}
+
 double fr_now_seconds(void)
 {
   struct timespec ts;
@@ -100,16 +115,10 @@ void fr_align_cli_init(fr_align_cli *a) { *a = (fr_align_cli){.min_score = 0.9f}
 
 static int parse_face_size(const char *text, int *min, int *max, fr_error *err)
 {
-  char *end;
-  errno = 0;
-  long lo = strtol(text, &end, 10);
-  if (errno || end == text || *end != ':')
-    return fr_error_set(err, FR_ERR_INVALID, "--face-size: \"%s\" is not MIN:MAX in pixels", text);
-  const char *p = end + 1;
-  long hi = strtol(p, &end, 10);
-  if (errno || end == p || *end != '\0')
-    return fr_error_set(err, FR_ERR_INVALID, "--face-size: \"%s\" is not MIN:MAX in pixels", text);
-  if (lo < 0 || hi < 0 || lo > 16384 || hi > 16384 || (lo > 0 && lo < 12) || (hi > 0 && hi < 12))
+  long lo = 0, hi = 0;
+  if (fr_parse_int_pair("--face-size", text, "MIN:MAX in pixels", 0, 16384, &lo, &hi, err))
+    return FR_ERR_INVALID;
+  if ((lo > 0 && lo < 12) || (hi > 0 && hi < 12))
     return fr_error_set(err, FR_ERR_INVALID, "--face-size %s: each bound is 0 (default) or 12..16384 pixels", text);
   if (hi > 0 && hi < lo)
     return fr_error_set(err, FR_ERR_INVALID, "--face-size %s: MAX is below MIN", text);

@@ -102,15 +102,7 @@ static int parse_crop(const char *text, fr_preprocess *pp, fr_error *err)
 static int parse_range(const char *text, fr_train_data_options *d, fr_error *err)
 {
   long a = 0, n = 0;
-  char first[32];
-  const char *colon = strchr(text, ':');
-  size_t len = colon ? (size_t)(colon - text) : 0;
-  if (!colon || len == 0 || len >= sizeof(first))
-    return fr_error_set(err, FR_ERR_INVALID, "--identities \"%s\": expected FIRST:COUNT", text);
-  memcpy(first, text, len);
-  first[len] = '\0';
-  if (fr_parse_int("--identities", first, 0, 1 << 30, &a, err) ||
-      fr_parse_int("--identities", colon + 1, 0, 1 << 30, &n, err))
+  if (fr_parse_int_pair("--identities", text, "FIRST:COUNT", 0, 1 << 30, &a, &n, err))
     return FR_ERR_INVALID;
   d->first_identity = (int)a;
   d->identity_count = (int)n;
@@ -142,15 +134,7 @@ static int parse_choice(const char *opt, const char *text, const char *a, const 
 static int parse_sizes(const char *text, fr_degrade_options *g, fr_error *err)
 {
   long a = 0, b = 0;
-  char first[32];
-  const char *colon = strchr(text, ':');
-  size_t len = colon ? (size_t)(colon - text) : 0;
-  if (!colon || len == 0 || len >= sizeof(first))
-    return fr_error_set(err, FR_ERR_INVALID, "--degrade-sizes \"%s\": expected MIN:MAX", text);
-  memcpy(first, text, len);
-  first[len] = '\0';
-  if (fr_parse_int("--degrade-sizes", first, 2, 1024, &a, err) ||
-      fr_parse_int("--degrade-sizes", colon + 1, 2, 1024, &b, err))
+  if (fr_parse_int_pair("--degrade-sizes", text, "MIN:MAX", 2, 1024, &a, &b, err))
     return FR_ERR_INVALID;
   if (b < a)
     return fr_error_set(err, FR_ERR_INVALID, "--degrade-sizes \"%s\": MAX is below MIN", text);

@@ -10,6 +10,9 @@
 /* Whole-string parses; the error names the option and the bad text. */
 int fr_parse_int(const char *option, const char *text, long min, long max, long *out, fr_error *err);
 int fr_parse_int_list(const char *option, const char *text, int n, long *out, fr_error *err); /* "a,b,c" */
+/* "A:B", each whole number in [min, max] (`what` names the pair in the error, e.g. "MIN:MAX"). */
+int fr_parse_int_pair(const char *option, const char *text, const char *what, long min, long max, long *a, long *b,
+                      fr_error *err);
 
 typedef struct fr_progress {
   const char *what;
