@@ -46,34 +46,30 @@ int fr_h5_set_string_attr(hid_t obj, const char *name, const char *value)
   return rc;
 }
 
-int fr_h5_set_int_attr(hid_t obj, const char *name, int64_t value)
+/* A scalar attribute of file type `stored` from one value of memory type `mem`, replacing any old one. */
+static int set_scalar_attr(hid_t obj, const char *name, hid_t stored, hid_t mem, const void *value)
 {
   hid_t space = H5Screate(H5S_SCALAR);
   if (space < 0)
     return -1;
   if (H5Aexists(obj, name) > 0)
     H5Adelete(obj, name);
-  hid_t attr = H5Acreate2(obj, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT);
-  int rc = attr >= 0 && H5Awrite(attr, H5T_NATIVE_INT64, &value) >= 0 ? 0 : -1;
+  hid_t attr = H5Acreate2(obj, name, stored, space, H5P_DEFAULT, H5P_DEFAULT);
+  int rc = attr >= 0 && H5Awrite(attr, mem, value) >= 0 ? 0 : -1;
   if (attr >= 0)
     H5Aclose(attr);
   H5Sclose(space);
   return rc;
 }
 
+int fr_h5_set_int_attr(hid_t obj, const char *name, int64_t value)
+{
+  return set_scalar_attr(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &value);
+}
+
 int fr_h5_set_float_attr(hid_t obj, const char *name, float value)
 {
-  hid_t space = H5Screate(H5S_SCALAR);
-  if (space < 0)
-    return -1;
-  if (H5Aexists(obj, name) > 0)
-    H5Adelete(obj, name);
-  hid_t attr = H5Acreate2(obj, name, H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT);
-  int rc = attr >= 0 && H5Awrite(attr, H5T_NATIVE_FLOAT, &value) >= 0 ? 0 : -1;
-  if (attr >= 0)
-    H5Aclose(attr);
-  H5Sclose(space);
-  return rc;
+  return set_scalar_attr(obj, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &value);
 }
 
 int fr_h5_get_double_attr(hid_t obj, const char *name, double *out)
